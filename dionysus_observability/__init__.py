@@ -1,0 +1,79 @@
+"""dionysus_observability: one place to see and trust the health of an agent platform.
+
+Components call the hooks (``registry.pool(...)``, ``registry.pipeline(...)``,
+``registry.rollbacks``); a FastAPI router serves the aggregates::
+
+    from fastapi import FastAPI
+    from dionysus_observability import monitoring_router
+
+    app = FastAPI()
+    app.include_router(monitoring_router)
+"""
+
+from __future__ import annotations
+
+from ._context import current_trace_id, new_trace_id, trace
+from ._enums import (
+    AgentState,
+    AlertState,
+    CheckpointState,
+    EntityKind,
+    PipelineKind,
+    PipelineStatus,
+    RunOutcome,
+    Severity,
+    TaskStatus,
+)
+from ._state import Limits
+from .alerts import Thresholds
+from .exceptions import (
+    DuplicateEventError,
+    InvalidTransitionError,
+    InvalidValueError,
+    ObservabilityError,
+    UnknownEntityError,
+)
+from .hooks import PipelineRun, Pool, RollbackHooks
+from .registry import Registry, get_registry, reset_registry
+from .reports import AlertsReport, MetricsReport, PerformanceReport, TraceReport
+from .resources import ResourceSample, ResourceSampler, StaticResources
+from .router import create_monitoring_router, monitoring_router
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgentState",
+    "AlertState",
+    "AlertsReport",
+    "CheckpointState",
+    "DuplicateEventError",
+    "EntityKind",
+    "InvalidTransitionError",
+    "InvalidValueError",
+    "Limits",
+    "MetricsReport",
+    "ObservabilityError",
+    "PerformanceReport",
+    "PipelineKind",
+    "PipelineRun",
+    "PipelineStatus",
+    "Pool",
+    "Registry",
+    "ResourceSample",
+    "ResourceSampler",
+    "RollbackHooks",
+    "RunOutcome",
+    "Severity",
+    "StaticResources",
+    "TaskStatus",
+    "Thresholds",
+    "TraceReport",
+    "UnknownEntityError",
+    "create_monitoring_router",
+    "current_trace_id",
+    "get_registry",
+    "monitoring_router",
+    "new_trace_id",
+    "reset_registry",
+    "trace",
+]

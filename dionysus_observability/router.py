@@ -1,0 +1,154 @@
+"""The FastAPI edge: parse the query, call the view, return the model.
+
+Every response, errors included, carries ``X-Trace-Id``: the caller's (validated), the
+trace id of a W3C ``traceparent``, the one bound by ``TraceMiddleware``, or a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.params import Depends
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from ._context import current_trace_id, new_trace_id, parse_traceparent, trace, valid_trace_id
+from ._log import logger
+from .exceptions import UnknownEntityError
+from .registry import MAX_WINDOW_S, Registry, get_registry
+from .reports import MetricsReport, PerformanceReport, TraceReport
+
+__all__ = ["DEFAULT_PREFIX", "TRACE_HEADER", "create_monitoring_router", "monitoring_router",
+           "resolve_trace_id"]
+
+DEFAULT_PREFIX = "/api/v1/monitoring"
+TRACE_HEADER = "X-Trace-Id"
+_SCOPE_KEY = "dionysus.trace_id"
+
+
+def resolve_trace_id(headers: Any) -> str:
+    """The trace id for a request: a valid ``X-Trace-Id``, else ``traceparent``, else new.
+
+    An invalid ``X-Trace-Id`` (too long, unsafe characters) is replaced by a fresh id and
+    logged as a warning.
+    """
+    bound = current_trace_id()
+    if bound is not None:
+        return bound
+    given = headers.get(TRACE_HEADER)
+    if given is not None:
+        if valid_trace_id(given):
+            return str(given)
+        logger.warning("trace_id.invalid_header", header=TRACE_HEADER, value=given[:64])
+    parent = parse_traceparent(headers.get("traceparent"))
+    if parent is not None:
+        return parent
+    return new_trace_id()
+
+
+class TracedRoute(APIRoute):
+    """An APIRoute that binds the request's trace id and sets ``X-Trace-Id`` on replies."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def traced(request: Request) -> Response:
+            tid = resolve_trace_id(request.headers)
+            request.scope[_SCOPE_KEY] = tid
+            with trace(tid):
+                try:
+                    response = await handler(request)
+                except RequestValidationError as exc:
+                    response = JSONResponse(
+                        status_code=422,
+                        content={"detail": jsonable_encoder(exc.errors()), "trace_id": tid},
+                    )
+                except HTTPException as exc:
+                    response = JSONResponse(
+                        status_code=exc.status_code,
+                        content={"detail": exc.detail, "trace_id": tid},
+                        headers=dict(exc.headers or {}),
+                    )
+            response.headers[TRACE_HEADER] = tid
+            return response
+
+        return traced
+
+
+def _tid(request: Request) -> str:
+    return str(request.scope.get(_SCOPE_KEY) or current_trace_id() or new_trace_id())
+
+
+def create_monitoring_router(
+    registry: Registry | Callable[[], Registry] | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    dependencies: Sequence[Depends] | None = None,
+    tags: list[str] | None = None,
+) -> APIRouter:
+    """A router serving ``registry``'s reports under ``prefix``.
+
+    Args:
+        registry: the registry to read, or a zero-argument callable returning it (read on
+            every request); the process default (``get_registry``) when None.
+        prefix: the URL prefix, ``/api/v1/monitoring`` by default.
+        dependencies: FastAPI dependencies applied to every route (authentication).
+        tags: OpenAPI tags.
+    """
+    if registry is None:
+        source: Callable[[], Registry] = get_registry
+    elif isinstance(registry, Registry):
+        bound = registry
+
+        def source() -> Registry:
+            return bound
+    else:
+        source = registry
+
+    router = APIRouter(
+        prefix=prefix,
+        dependencies=list(dependencies or []),
+        tags=list(tags or ["monitoring"]),
+        route_class=TracedRoute,
+    )
+
+    @router.get("/metrics", response_model=MetricsReport, summary="Unified health metrics")
+    async def get_metrics(request: Request) -> MetricsReport:
+        """Active pipelines, pools and their queues, agents, rollback statistics, tools."""
+        return source().metrics(trace_id=_tid(request))
+
+    @router.get(
+        "/performance", response_model=PerformanceReport, summary="Performance over a window"
+    )
+    async def get_performance(
+        request: Request,
+        window: Annotated[
+            float,
+            Query(ge=1, le=MAX_WINDOW_S, description="Window length in seconds (1..86400)."),
+        ] = 300,
+    ) -> PerformanceReport:
+        """Throughput, latency percentiles, error rates, utilization and resources."""
+        return source().performance(window, trace_id=_tid(request))
+
+    @router.get(
+        "/traces/{trace_id}",
+        response_model=TraceReport,
+        summary="Recorded events of one trace",
+        responses={404: {"description": "No retained event carries this trace id."}},
+    )
+    async def get_trace(trace_id: str) -> TraceReport:
+        """Every retained event (tasks, pipelines, rollbacks, tool calls) of the trace."""
+        try:
+            return source().trace(trace_id)
+        except UnknownEntityError as exc:
+            raise HTTPException(status_code=404, detail=exc.message) from None
+
+    return router
+
+
+#: The router bound to the process-wide default registry (read per request).
+monitoring_router = create_monitoring_router()
