@@ -155,9 +155,11 @@ class PoolState:
     agents: dict[str, AgentRec] = field(default_factory=dict)
     retired: OrderedDict[str, AgentRec] = field(default_factory=OrderedDict)
     tasks: dict[str, TaskRec] = field(default_factory=dict)
-    finished: OrderedDict[str, TaskStatus] = field(default_factory=OrderedDict)
+    #: finished task ids in two generations: ``finished`` fills up to ``finished_cap / 2``
+    #: and then becomes ``finished_old`` (the previous old generation is evicted).
+    finished: dict[str, TaskStatus] = field(default_factory=dict)
+    finished_old: dict[str, TaskStatus] = field(default_factory=dict)
     pending: int = 0
-    pending_by_type: dict[str, int] = field(default_factory=dict)
     in_progress: int = 0
     completed: int = 0
     failed: int = 0
@@ -172,6 +174,9 @@ class PoolState:
     queue_over_since: float | None = None
     #: pending count at which the queue counts as building up (Thresholds ratio)
     queue_warn_at: int = 80
+    finished_half: int = 5_000
+    #: raw task-type strings -> normalised names (bounded)
+    type_names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True, eq=False)

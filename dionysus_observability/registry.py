@@ -132,6 +132,7 @@ class Registry:
                     if value is not None:
                         setattr(s, key, value)
                 s.max_size = max(s.max_size, s.size)
+                s.finished_half = max(1, self.limits.finished_tasks_per_pool // 2)
                 s.queue_warn_at = max(1, math.ceil(self.thresholds.queue_warning_ratio
                                                    * s.max_queue))
         if handle is None:

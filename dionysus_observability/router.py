@@ -6,7 +6,7 @@ trace id of a W3C ``traceparent``, the one bound by ``TraceMiddleware``, or a ne
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -53,7 +53,7 @@ def resolve_trace_id(headers: Any) -> str:
 class TracedRoute(APIRoute):
     """An APIRoute that binds the request's trace id and sets ``X-Trace-Id`` on replies."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def traced(request: Request) -> Response:

@@ -23,6 +23,7 @@ __all__ = [
     "isolation_conflicts",
     "metrics",
     "metrics_report",
+    "pending_by_type",
     "performance",
     "performance_report",
     "ts",
@@ -88,6 +89,15 @@ def _pipeline(rec: PipelineRec, now: float) -> dict[str, Any]:
     }
 
 
+def pending_by_type(pool: PoolState) -> dict[str, int]:
+    """Pending tasks of a pool by type, most first."""
+    counts: dict[str, int] = {}
+    for task in pool.tasks.values():
+        if task.status is TaskStatus.PENDING:
+            counts[task.type] = counts.get(task.type, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def _pool(pool: PoolState) -> dict[str, Any]:
     by_state = {s.value: 0 for s in AgentState}
     for agent in pool.agents.values():
@@ -109,7 +119,7 @@ def _pool(pool: PoolState) -> dict[str, Any]:
             TaskStatus.CANCELLED.value: pool.cancelled,
         },
         "tasks_by_type": dict(pool.submitted_by_type),
-        "pending_by_type": {k: v for k, v in pool.pending_by_type.items() if v},
+        "pending_by_type": pending_by_type(pool),
         "retries": pool.retries,
         "rejected": pool.rejected,
         "rejected_by_type": dict(pool.rejected_by_type),

@@ -195,6 +195,10 @@ class Ring(Generic[B]):
             self._cur = bucket
         return bucket
 
+    def current_start(self) -> float:
+        """Start time of the newest bucket."""
+        return self._cur_idx * self.bucket_s
+
     def window(self, now: float, window_s: float) -> Iterator[tuple[int, B]]:
         """Yield ``(index, bucket)`` for every stored bucket overlapping [now - window_s, now]."""
         hi = int(now // self.bucket_s)

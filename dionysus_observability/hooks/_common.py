@@ -48,7 +48,9 @@ def bad_count(what: str, value: Any, *, minimum: int = 0) -> ObservabilityError 
     """An error unless ``value`` is an int >= minimum."""
     if type(value) is int and value >= minimum:
         return None
-    return InvalidValueError(f"{what} must be an integer >= {minimum}, got {value!r:.80}", value=value)
+    return InvalidValueError(
+        f"{what} must be an integer >= {minimum}, got {value!r:.80}", value=value
+    )
 
 
 def bad_seconds(what: str, value: Any) -> ObservabilityError | None:
@@ -78,8 +80,5 @@ def error_text(error: Any) -> str | None:
     """A bounded text for an error given as a string or an exception."""
     if error is None:
         return None
-    if isinstance(error, BaseException):
-        text = f"{type(error).__name__}: {error}"
-    else:
-        text = str(error)
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     return text[:MAX_ERROR_LENGTH]

@@ -25,7 +25,7 @@ class PipelineRun:
     fails with the exception's text (the exception propagates).
     """
 
-    __slots__ = ("_reg", "_rec", "id")
+    __slots__ = ("_rec", "_reg", "id")
 
     def __init__(self, registry: Registry, rec: PipelineRec) -> None:
         self._reg = registry

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from .._context import _TRACE_ID
@@ -45,13 +44,26 @@ _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
 }
 
 
+def _close_busy(agent: AgentRec, now: float) -> None:
+    """Book the agent's open busy interval into its ring (fast path: one bucket)."""
+    start = agent.busy_since
+    agent.busy_since = None
+    if start is None or now <= start:
+        return
+    ring = agent.busy
+    bucket = ring.at(now)
+    if start >= ring.current_start():
+        bucket.busy += now - start
+    else:
+        ring.add_interval(start, now, add_busy)
+
+
 def _set_state(agent: AgentRec, new: AgentState, now: float) -> None:
     """Move an agent to ``new``, keeping its time-weighted busy accounting."""
     was_busy = agent.busy_since is not None
     is_busy = new in _BUSY
     if was_busy and not is_busy:
-        agent.busy.add_interval(agent.busy_since, now, add_busy)  # type: ignore[arg-type]
-        agent.busy_since = None
+        _close_busy(agent, now)
     elif is_busy and not was_busy:
         agent.busy_since = now
     agent.state = new
@@ -100,9 +112,13 @@ class Pool:
                 err = bad_id(what, value)
         if err is None:
             with reg._lock:
-                err = self._spawn(agent_id, now, context_window_id, tool_session_id, memory_handle_id)
+                err = self._spawn(
+                    agent_id, now, context_window_id, tool_session_id, memory_handle_id
+                )
                 if err is None and tid is not None:
-                    reg._state.event(now, "agent.spawned", "agent", agent_id, tid, {"pool": self.name})
+                    reg._state.event(
+                        now, "agent.spawned", "agent", agent_id, tid, {"pool": self.name}
+                    )
         if err is not None:
             reg._drop(err)
         elif gate.info:
@@ -226,9 +242,7 @@ class Pool:
                 if agent is None:
                     err = self._unknown_agent(agent_id)
                 else:
-                    if agent.busy_since is not None:
-                        agent.busy.add_interval(agent.busy_since, now, add_busy)
-                        agent.busy_since = None
+                    _close_busy(agent, now)
                     agent.retired_at = now
                     s.retired[agent_id] = agent
                     if len(s.retired) > reg.limits.retired_agents:
@@ -256,7 +270,7 @@ class Pool:
         else:
             with reg._lock:
                 s = self._s
-                if task_id in s.tasks or task_id in s.finished:
+                if task_id in s.tasks or task_id in s.finished or task_id in s.finished_old:
                     err = DuplicateEventError(
                         f"task {task_id!r} was already submitted to pool {self.name!r}",
                         value=task_id,
@@ -265,7 +279,6 @@ class Pool:
                     ttype = self._type(task_type)
                     s.tasks[task_id] = TaskRec(task_id, ttype, now, tid, queued_at=now)
                     s.pending += 1
-                    s.pending_by_type[ttype] = s.pending_by_type.get(ttype, 0) + 1
                     s.submitted_by_type[ttype] = s.submitted_by_type.get(ttype, 0) + 1
                     if s.queue_over_since is None and s.pending >= s.queue_warn_at:
                         s.queue_over_since = now
@@ -310,8 +323,8 @@ class Pool:
         tid = None
         with reg._lock:
             s = self._s
-            task = s.tasks.get(task_id)  # type: ignore[arg-type]
-            agent = s.agents.get(agent_id)  # type: ignore[arg-type]
+            task = s.tasks.get(task_id)
+            agent = s.agents.get(agent_id)
             if task is None:
                 err = self._unknown_task(task_id)
             elif agent is None:
@@ -333,7 +346,6 @@ class Pool:
                 task.assigned_at = now
                 task.attempts += 1
                 s.pending -= 1
-                s.pending_by_type[task.type] -= 1
                 s.in_progress += 1
                 if s.queue_over_since is not None and s.pending < s.queue_warn_at:
                     s.queue_over_since = None
@@ -364,7 +376,7 @@ class Pool:
         tid = None
         with reg._lock:
             s = self._s
-            task = s.tasks.get(task_id)  # type: ignore[arg-type]
+            task = s.tasks.get(task_id)
             if task is None:
                 err = self._unknown_task(task_id)
             elif task.status is not TaskStatus.IN_PROGRESS or task.started_at is not None:
@@ -397,7 +409,7 @@ class Pool:
         tid = None
         with reg._lock:
             s = self._s
-            task = s.tasks.get(task_id)  # type: ignore[arg-type]
+            task = s.tasks.get(task_id)
             if task is None:
                 err = self._unknown_task(task_id)
             elif task.status is not TaskStatus.IN_PROGRESS:
@@ -412,9 +424,8 @@ class Pool:
                 s.completed += 1
                 finished = s.finished
                 finished[task_id] = TaskStatus.COMPLETED
-                if len(finished) > reg.limits.finished_tasks_per_pool:
-                    finished.popitem(last=False)
-                    reg._state.evict("tasks")
+                if len(finished) >= s.finished_half:
+                    self._rotate_finished()
                 s.counts.at(now).a += 1
                 duration = now - task.assigned_at  # type: ignore[operator]
                 s.sketches.at(now).x.add(duration)
@@ -422,7 +433,12 @@ class Pool:
                 if agent is not None:
                     agent.tasks_completed += 1
                     agent.task_time_s += duration
-                    self._release(agent, task_id, now)
+                    if agent.current_task_id == task_id:
+                        agent.current_task_id = None
+                        if agent.busy_since is not None:
+                            _close_busy(agent, now)
+                            agent.state = AgentState.IDLE
+                            agent.state_since = now
                 tid = task.trace_id or _TRACE_ID.get()
                 if tid is not None:
                     reg._state.event(now, "task.completed", "task", task_id, tid,
@@ -453,7 +469,7 @@ class Pool:
         else:
             with reg._lock:
                 s = self._s
-                task = s.tasks.get(task_id)  # type: ignore[arg-type]
+                task = s.tasks.get(task_id)
                 if task is None:
                     err = self._unknown_task(task_id)
                 else:
@@ -461,7 +477,6 @@ class Pool:
                     agent = s.agents.get(task.agent_id)  # type: ignore[arg-type]
                     if task.status is TaskStatus.PENDING:
                         s.pending -= 1
-                        s.pending_by_type[task.type] -= 1
                         final = True
                     else:
                         s.in_progress -= 1
@@ -477,7 +492,6 @@ class Pool:
                             task.assigned_at = None
                             task.started_at = None
                             s.pending += 1
-                            s.pending_by_type[task.type] += 1
                             s.retries += 1
                             s.counts.at(now).c += 1
                             if s.queue_over_since is None and s.pending >= s.queue_warn_at:
@@ -516,13 +530,12 @@ class Pool:
         tid = None
         with reg._lock:
             s = self._s
-            task = s.tasks.pop(task_id, None)  # type: ignore[arg-type]
+            task = s.tasks.pop(task_id, None)
             if task is None:
                 err = self._unknown_task(task_id)
             else:
                 if task.status is TaskStatus.PENDING:
                     s.pending -= 1
-                    s.pending_by_type[task.type] -= 1
                     if s.queue_over_since is not None and s.pending < s.queue_warn_at:
                         s.queue_over_since = None
                 else:
@@ -544,20 +557,31 @@ class Pool:
     # -- helpers (called under the lock) ----------------------------------------------
 
     def _type(self, task_type: str) -> str:
+        cached = self._s.type_names.get(task_type)
+        if cached is not None:
+            return cached
         ttype = task_type.lower()
         known = self._s.submitted_by_type
         if ttype not in known and ttype not in KNOWN_TASK_TYPES and (
             len(known) >= self._reg.limits.task_types
         ):
-            return OTHER_TASK_TYPE
+            ttype = OTHER_TASK_TYPE
+        if len(self._s.type_names) < 4 * self._reg.limits.task_types:
+            self._s.type_names[task_type] = ttype
         return ttype
 
     def _finish(self, task_id: str, status: TaskStatus) -> None:
-        finished: OrderedDict[str, TaskStatus] = self._s.finished
+        finished = self._s.finished
         finished[task_id] = status
-        if len(finished) > self._reg.limits.finished_tasks_per_pool:
-            finished.popitem(last=False)
-            self._reg._state.evict("tasks")
+        if len(finished) >= self._s.finished_half:
+            self._rotate_finished()
+
+    def _rotate_finished(self) -> None:
+        s = self._s
+        if s.finished_old:
+            self._reg._state.evict("tasks", len(s.finished_old))
+        s.finished_old = s.finished
+        s.finished = {}
 
     @staticmethod
     def _release(agent: AgentRec, task_id: str, now: float) -> None:
@@ -569,7 +593,7 @@ class Pool:
     def _unknown_task(self, task_id: Any) -> ObservabilityError:
         if type(task_id) is not str:
             return bad_id("task_id", task_id)  # type: ignore[return-value]
-        status = self._s.finished.get(task_id)
+        status = self._s.finished.get(task_id) or self._s.finished_old.get(task_id)
         if status is not None:
             return DuplicateEventError(
                 f"task {task_id!r} already ended {status.value} in pool {self.name!r}; "
