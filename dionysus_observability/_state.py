@@ -49,27 +49,14 @@ class CountBucket:
 
 
 class SketchPair:
-    """Two quantile sketches filled over one sketch bucket."""
+    """Two quantile sketches filled over one sketch bucket, and agents' busy seconds."""
 
-    __slots__ = ("x", "y")
+    __slots__ = ("busy", "x", "y")
 
     def __init__(self) -> None:
         self.x = QuantileSketch()  # task duration / rollback duration / tool latency
         self.y = QuantileSketch()  # assignment latency
-
-
-class BusyBucket:
-    """Seconds an agent spent busy within one sketch bucket."""
-
-    __slots__ = ("busy",)
-
-    def __init__(self) -> None:
-        self.busy = 0.0
-
-
-def add_busy(bucket: BusyBucket, seconds: float) -> None:
-    """Ring.add_interval callback: accumulate busy seconds."""
-    bucket.busy += seconds
+        self.busy: dict[str, float] = {}  # agent id -> busy seconds in this bucket
 
 
 def count_ring(limits: Limits) -> Ring[CountBucket]:
@@ -108,7 +95,8 @@ class AgentRec:
     context_window_id: str | None
     tool_session_id: str | None
     memory_handle_id: str | None
-    busy: Ring[BusyBucket]
+    #: the pool's sketch ring, whose buckets hold this agent's busy seconds
+    busy: Ring[SketchPair]
     state: AgentState = AgentState.IDLE
     memory: float | None = None
     cpu: float | None = None
@@ -174,6 +162,12 @@ class PoolState:
     queue_over_since: float | None = None
     #: pending count at which the queue counts as building up (Thresholds ratio)
     queue_warn_at: int = 80
+    # the current count and sketch buckets, valid for cur_from <= now < cur_until
+    cur_from: float = 0.0
+    cur_until: float = -1.0
+    cur_k_from: float = 0.0
+    cur_c: CountBucket = field(default_factory=CountBucket)
+    cur_k: SketchPair = field(default_factory=SketchPair)
     finished_half: int = 5_000
     #: raw task-type strings -> normalised names (bounded)
     type_names: dict[str, str] = field(default_factory=dict)

@@ -229,7 +229,7 @@ def agent_busy_ratio(agent: AgentRec, now: float, window_s: float) -> tuple[floa
     """``(busy_s, alive_s)`` of an agent within the window (time-weighted)."""
     start = max(agent.busy.window_start(now, window_s), agent.spawned_at)
     alive = max(0.0, now - start)
-    busy = sum(b.busy for _, b in agent.busy.window(now, window_s))
+    busy = sum(b.busy.get(agent.id, 0.0) for _, b in agent.busy.window(now, window_s))
     if agent.busy_since is not None:
         busy += max(0.0, now - max(agent.busy_since, start))
     return min(busy, alive), alive

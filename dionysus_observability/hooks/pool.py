@@ -8,13 +8,13 @@ from .._context import _TRACE_ID
 from .._enums import AgentState, TaskStatus
 from .._log import gate, logger
 from .._state import (
+    COUNT_BUCKET_S,
     SKETCH_BUCKET_S,
     AgentRec,
-    BusyBucket,
     FailureRec,
     PoolState,
+    SketchPair,
     TaskRec,
-    add_busy,
 )
 from ..exceptions import (
     DuplicateEventError,
@@ -22,7 +22,6 @@ from ..exceptions import (
     ObservabilityError,
     UnknownEntityError,
 )
-from ..windows import Ring
 from ._common import bad_fraction, bad_id, error_text, parse_enum
 
 if TYPE_CHECKING:
@@ -44,8 +43,18 @@ _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
 }
 
 
+def _advance(s: PoolState, now: float) -> None:
+    """Point the pool's current-bucket cache at the buckets holding ``now``."""
+    s.cur_c = s.counts.at(now)
+    s.cur_k = s.sketches.at(now)
+    start = (now // COUNT_BUCKET_S) * COUNT_BUCKET_S
+    s.cur_k_from = (now // SKETCH_BUCKET_S) * SKETCH_BUCKET_S
+    s.cur_from = start
+    s.cur_until = start + COUNT_BUCKET_S
+
+
 def _close_busy(agent: AgentRec, now: float) -> None:
-    """Book the agent's open busy interval into its ring (fast path: one bucket)."""
+    """Book the agent's open busy interval into the pool's sketch buckets."""
     start = agent.busy_since
     agent.busy_since = None
     if start is None or now <= start:
@@ -53,9 +62,15 @@ def _close_busy(agent: AgentRec, now: float) -> None:
     ring = agent.busy
     bucket = ring.at(now)
     if start >= ring.current_start():
-        bucket.busy += now - start
+        busy = bucket.busy
+        busy[agent.id] = busy.get(agent.id, 0.0) + (now - start)
     else:
-        ring.add_interval(start, now, add_busy)
+        agent_id = agent.id
+
+        def add(b: SketchPair, seconds: float) -> None:
+            b.busy[agent_id] = b.busy.get(agent_id, 0.0) + seconds
+
+        ring.add_interval(start, now, add)
 
 
 def _set_state(agent: AgentRec, new: AgentState, now: float) -> None:
@@ -140,9 +155,6 @@ class Pool:
                 reason="too_many_agents",
             )
         s.retired.pop(agent_id, None)
-        busy: Ring[BusyBucket] = Ring(
-            SKETCH_BUCKET_S, int(self._reg.limits.retention_s / SKETCH_BUCKET_S) + 1, BusyBucket
-        )
         s.agents[agent_id] = AgentRec(
             id=agent_id,
             pool=self.name,
@@ -150,7 +162,7 @@ class Pool:
             context_window_id=cw,
             tool_session_id=ts,
             memory_handle_id=mh,
-            busy=busy,
+            busy=s.sketches,
             state_since=now,
         )
         return None
@@ -268,16 +280,17 @@ class Pool:
         elif type(task_type) is not str or not 0 < len(task_type) <= 64:
             err = bad_id("task_type", task_type)
         else:
+            s = self._s
             with reg._lock:
-                s = self._s
-                if task_id in s.tasks or task_id in s.finished or task_id in s.finished_old:
+                tasks = s.tasks
+                if task_id in tasks or task_id in s.finished or task_id in s.finished_old:
                     err = DuplicateEventError(
                         f"task {task_id!r} was already submitted to pool {self.name!r}",
                         value=task_id,
                     )
                 else:
-                    ttype = self._type(task_type)
-                    s.tasks[task_id] = TaskRec(task_id, ttype, now, tid, queued_at=now)
+                    ttype = s.type_names.get(task_type) or self._type(task_type)
+                    tasks[task_id] = TaskRec(task_id, ttype, now, tid, TaskStatus.PENDING, now)
                     s.pending += 1
                     s.submitted_by_type[ttype] = s.submitted_by_type.get(ttype, 0) + 1
                     if s.queue_over_since is None and s.pending >= s.queue_warn_at:
@@ -349,7 +362,9 @@ class Pool:
                 s.in_progress += 1
                 if s.queue_over_since is not None and s.pending < s.queue_warn_at:
                     s.queue_over_since = None
-                s.sketches.at(now).y.add(now - task.queued_at)
+                if not s.cur_from <= now < s.cur_until:
+                    _advance(s, now)
+                s.cur_k.y.add(now - task.queued_at)
                 if agent.last_task_id is not None:
                     agent.context_switches += 1
                 agent.current_task_id = task_id
@@ -426,19 +441,27 @@ class Pool:
                 finished[task_id] = TaskStatus.COMPLETED
                 if len(finished) >= s.finished_half:
                     self._rotate_finished()
-                s.counts.at(now).a += 1
+                if not s.cur_from <= now < s.cur_until:
+                    _advance(s, now)
+                s.cur_c.a += 1
                 duration = now - task.assigned_at  # type: ignore[operator]
-                s.sketches.at(now).x.add(duration)
+                s.cur_k.x.add(duration)
                 agent = s.agents.get(task.agent_id)  # type: ignore[arg-type]
                 if agent is not None:
                     agent.tasks_completed += 1
                     agent.task_time_s += duration
                     if agent.current_task_id == task_id:
                         agent.current_task_id = None
-                        if agent.busy_since is not None:
-                            _close_busy(agent, now)
+                        start = agent.busy_since
+                        if start is not None:
                             agent.state = AgentState.IDLE
                             agent.state_since = now
+                            if start >= s.cur_k_from:  # the usual case: one bucket
+                                agent.busy_since = None
+                                busy = s.cur_k.busy
+                                busy[agent.id] = busy.get(agent.id, 0.0) + (now - start)
+                            else:
+                                _close_busy(agent, now)
                 tid = task.trace_id or _TRACE_ID.get()
                 if tid is not None:
                     reg._state.event(now, "task.completed", "task", task_id, tid,
