@@ -286,6 +286,15 @@ class Registry:
 
     # -- internals -------------------------------------------------------------------
 
+    def _internal_error(self, where: str, exc: Exception) -> None:
+        """A hook failed unexpectedly: raise when strict, else count and log it."""
+        if self.strict:
+            raise exc
+        with self._lock:
+            dropped = self._state.dropped
+            dropped["internal_error"] = dropped.get("internal_error", 0) + 1
+        logger.error("event.internal_error", hook=where, error=f"{type(exc).__name__}: {exc}")
+
     def _drop(self, err: ObservabilityError) -> None:
         """Raise ``err`` in strict mode; otherwise count it by reason and log a warning."""
         if self.strict:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..exceptions import InvalidValueError, ObservabilityError
 
@@ -82,3 +84,28 @@ def error_text(error: Any) -> str | None:
         return None
     text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     return text[:MAX_ERROR_LENGTH]
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def guarded(method: F) -> F:
+    """Make a hook method never raise in the default mode.
+
+    ``ObservabilityError`` (strict mode) propagates.  Any other exception is an internal
+    error: re-raised when the registry is strict, otherwise counted in
+    ``dropped_events["internal_error"]`` and logged, so instrumentation never breaks
+    the program it observes.  The three per-task hooks inline the same ``try`` instead
+    (a ``try`` costs nothing in Python 3.11 until it catches).
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except ObservabilityError:
+            raise
+        except Exception as exc:
+            self._reg._internal_error(method.__qualname__, exc)
+
+    return cast(F, wrapper)

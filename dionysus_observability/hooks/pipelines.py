@@ -10,7 +10,7 @@ from .._enums import PipelineStatus
 from .._log import gate, logger
 from .._state import PipelineRec
 from ..exceptions import InvalidTransitionError, ObservabilityError
-from ._common import bad_count, bad_id, error_text
+from ._common import bad_count, bad_id, error_text, guarded
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -56,6 +56,7 @@ class PipelineRun:
         else:
             self.fail(exc)
 
+    @guarded
     def stage(self, name: str) -> None:
         """The run entered a stage (discovery, assessment, task_creation, migrating...)."""
         err = bad_id("stage", name)
@@ -75,6 +76,7 @@ class PipelineRun:
         elif gate.info:
             logger.info("pipeline.stage", pipeline_id=self.id, stage=name, previous=prev)
 
+    @guarded
     def progress(self, succeeded: int = 0, failed: int = 0) -> None:
         """Items finished since the last call (increments, not running totals)."""
         err = bad_count("succeeded", succeeded) or bad_count("failed", failed)
@@ -102,6 +104,7 @@ class PipelineRun:
             logger.debug("pipeline.progress", pipeline_id=self.id, succeeded=succeeded,
                          failed=failed)
 
+    @guarded
     def set_total(self, total_items: int) -> None:
         """The run now knows (or has grown to) ``total_items`` items."""
         err = bad_count("total_items", total_items)
@@ -128,6 +131,7 @@ class PipelineRun:
         """The run was cancelled."""
         self._finish(PipelineStatus.CANCELLED, None)
 
+    @guarded
     def _finish(self, status: PipelineStatus, error: str | None) -> None:
         reg = self._reg
         now = reg._clock()

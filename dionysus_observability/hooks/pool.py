@@ -22,7 +22,7 @@ from ..exceptions import (
     ObservabilityError,
     UnknownEntityError,
 )
-from ._common import bad_fraction, bad_id, error_text, parse_enum
+from ._common import bad_fraction, bad_id, error_text, guarded, parse_enum
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -105,6 +105,7 @@ class Pool:
 
     # -- agents ----------------------------------------------------------------------
 
+    @guarded
     def agent_spawned(
         self,
         agent_id: str,
@@ -167,6 +168,7 @@ class Pool:
         )
         return None
 
+    @guarded
     def agent_health(
         self,
         agent_id: str,
@@ -206,6 +208,7 @@ class Pool:
         elif gate.debug:
             logger.debug("agent.health", pool=self.name, agent_id=agent_id, memory=memory, cpu=cpu)
 
+    @guarded
     def agent_state(self, agent_id: str, state: AgentState | str) -> None:
         """An explicit agent state change (Spec 020 transitions; any -> degraded)."""
         reg = self._reg
@@ -241,6 +244,7 @@ class Pool:
             elif gate.info:
                 logger.info("agent.state", pool=self.name, agent_id=agent_id, state=str(new))
 
+    @guarded
     def agent_retired(self, agent_id: str) -> None:
         """An agent left the pool."""
         reg = self._reg
@@ -271,38 +275,44 @@ class Pool:
 
     def task_submitted(self, task_id: str, task_type: str = "general") -> None:
         """A task entered the queue (pending).  It keeps the current trace id."""
-        reg = self._reg
-        now = reg._clock()
-        tid = _TRACE_ID.get()
-        err = None
-        if type(task_id) is not str or not 0 < len(task_id) <= 256:
-            err = bad_id("task_id", task_id)
-        elif type(task_type) is not str or not 0 < len(task_type) <= 64:
-            err = bad_id("task_type", task_type)
-        else:
-            s = self._s
-            with reg._lock:
-                tasks = s.tasks
-                if task_id in tasks or task_id in s.finished or task_id in s.finished_old:
-                    err = DuplicateEventError(
-                        f"task {task_id!r} was already submitted to pool {self.name!r}",
-                        value=task_id,
-                    )
-                else:
-                    ttype = s.type_names.get(task_type) or self._type(task_type)
-                    tasks[task_id] = TaskRec(task_id, ttype, now, tid, TaskStatus.PENDING, now)
-                    s.pending += 1
-                    s.submitted_by_type[ttype] = s.submitted_by_type.get(ttype, 0) + 1
-                    if s.queue_over_since is None and s.pending >= s.queue_warn_at:
-                        s.queue_over_since = now
-                    if tid is not None:
-                        reg._state.event(now, "task.submitted", "task", task_id, tid,
-                                         {"pool": self.name, "task_type": ttype})
-        if err is not None:
-            reg._drop(err)
-        elif gate.debug:
-            logger.debug("task.submitted", pool=self.name, task_id=task_id, task_type=task_type)
+        try:
+            reg = self._reg
+            now = reg._clock()
+            tid = _TRACE_ID.get()
+            err = None
+            if type(task_id) is not str or not 0 < len(task_id) <= 256:
+                err = bad_id("task_id", task_id)
+            elif type(task_type) is not str or not 0 < len(task_type) <= 64:
+                err = bad_id("task_type", task_type)
+            else:
+                s = self._s
+                with reg._lock:
+                    tasks = s.tasks
+                    if task_id in tasks or task_id in s.finished or task_id in s.finished_old:
+                        err = DuplicateEventError(
+                            f"task {task_id!r} was already submitted to pool {self.name!r}",
+                            value=task_id,
+                        )
+                    else:
+                        ttype = s.type_names.get(task_type) or self._type(task_type)
+                        tasks[task_id] = TaskRec(task_id, ttype, now, tid, TaskStatus.PENDING, now)
+                        s.pending += 1
+                        s.submitted_by_type[ttype] = s.submitted_by_type.get(ttype, 0) + 1
+                        if s.queue_over_since is None and s.pending >= s.queue_warn_at:
+                            s.queue_over_since = now
+                        if tid is not None:
+                            reg._state.event(now, "task.submitted", "task", task_id, tid,
+                                             {"pool": self.name, "task_type": ttype})
+            if err is not None:
+                reg._drop(err)
+            elif gate.debug:
+                logger.debug("task.submitted", pool=self.name, task_id=task_id, task_type=task_type)
+        except ObservabilityError:
+            raise
+        except Exception as exc:  # never break the observed program
+            self._reg._internal_error("Pool.task_submitted", exc)
 
+    @guarded
     def task_rejected(self, task_type: str = "general", reason: str = "queue_full") -> None:
         """A task was refused at the door (Spec 020: the 101st pending task, HTTP 429)."""
         reg = self._reg
@@ -330,59 +340,65 @@ class Pool:
 
     def task_assigned(self, task_id: str, agent_id: str) -> None:
         """An idle agent picked the task up: task in progress, agent analyzing."""
-        reg = self._reg
-        now = reg._clock()
-        err = None
-        tid = None
-        with reg._lock:
-            s = self._s
-            task = s.tasks.get(task_id)
-            agent = s.agents.get(agent_id)
-            if task is None:
-                err = self._unknown_task(task_id)
-            elif agent is None:
-                err = self._unknown_agent(agent_id)
-            elif task.status is not TaskStatus.PENDING:
-                err = InvalidTransitionError(
-                    f"task {task_id!r} is {task.status.value}, not pending; cannot assign it",
-                    value=task_id,
-                )
-            elif agent.state is not AgentState.IDLE:
-                err = InvalidTransitionError(
-                    f"agent {agent_id!r} is {agent.state.value}, not idle; cannot assign "
-                    f"task {task_id!r} to it",
-                    value=agent_id,
-                )
-            else:
-                task.status = TaskStatus.IN_PROGRESS
-                task.agent_id = agent_id
-                task.assigned_at = now
-                task.attempts += 1
-                s.pending -= 1
-                s.in_progress += 1
-                if s.queue_over_since is not None and s.pending < s.queue_warn_at:
-                    s.queue_over_since = None
-                if not s.cur_from <= now < s.cur_until:
-                    _advance(s, now)
-                s.cur_k.y.add(now - task.queued_at)
-                if agent.last_task_id is not None:
-                    agent.context_switches += 1
-                agent.current_task_id = task_id
-                agent.last_task_id = task_id
-                agent.state = AgentState.ANALYZING
-                agent.state_since = now
-                agent.busy_since = now
-                tid = task.trace_id or _TRACE_ID.get()
-                if tid is not None:
-                    reg._state.event(now, "task.assigned", "task", task_id, tid,
-                                     {"pool": self.name, "agent_id": agent_id,
-                                      "attempt": task.attempts})
-        if err is not None:
-            reg._drop(err)
-        elif gate.debug:
-            logger.debug("task.assigned", pool=self.name, task_id=task_id, agent_id=agent_id,
-                         trace_id=tid)
+        try:
+            reg = self._reg
+            now = reg._clock()
+            err = None
+            tid = None
+            with reg._lock:
+                s = self._s
+                task = s.tasks.get(task_id) if type(task_id) is str else None
+                agent = s.agents.get(agent_id) if type(agent_id) is str else None
+                if task is None:
+                    err = self._unknown_task(task_id)
+                elif agent is None:
+                    err = self._unknown_agent(agent_id)
+                elif task.status is not TaskStatus.PENDING:
+                    err = InvalidTransitionError(
+                        f"task {task_id!r} is {task.status.value}, not pending; cannot assign it",
+                        value=task_id,
+                    )
+                elif agent.state is not AgentState.IDLE:
+                    err = InvalidTransitionError(
+                        f"agent {agent_id!r} is {agent.state.value}, not idle; cannot assign "
+                        f"task {task_id!r} to it",
+                        value=agent_id,
+                    )
+                else:
+                    task.status = TaskStatus.IN_PROGRESS
+                    task.agent_id = agent_id
+                    task.assigned_at = now
+                    task.attempts += 1
+                    s.pending -= 1
+                    s.in_progress += 1
+                    if s.queue_over_since is not None and s.pending < s.queue_warn_at:
+                        s.queue_over_since = None
+                    if not s.cur_from <= now < s.cur_until:
+                        _advance(s, now)
+                    s.cur_k.y.add(now - task.queued_at)
+                    if agent.last_task_id is not None:
+                        agent.context_switches += 1
+                    agent.current_task_id = task_id
+                    agent.last_task_id = task_id
+                    agent.state = AgentState.ANALYZING
+                    agent.state_since = now
+                    agent.busy_since = now
+                    tid = task.trace_id or _TRACE_ID.get()
+                    if tid is not None:
+                        reg._state.event(now, "task.assigned", "task", task_id, tid,
+                                         {"pool": self.name, "agent_id": agent_id,
+                                          "attempt": task.attempts})
+            if err is not None:
+                reg._drop(err)
+            elif gate.debug:
+                logger.debug("task.assigned", pool=self.name, task_id=task_id, agent_id=agent_id,
+                             trace_id=tid)
+        except ObservabilityError:
+            raise
+        except Exception as exc:  # never break the observed program
+            self._reg._internal_error("Pool.task_assigned", exc)
 
+    @guarded
     def task_started(self, task_id: str) -> None:
         """The agent started executing the task (optional): agent executing."""
         reg = self._reg
@@ -391,7 +407,7 @@ class Pool:
         tid = None
         with reg._lock:
             s = self._s
-            task = s.tasks.get(task_id)
+            task = s.tasks.get(task_id) if type(task_id) is str else None
             if task is None:
                 err = self._unknown_task(task_id)
             elif task.status is not TaskStatus.IN_PROGRESS or task.started_at is not None:
@@ -418,60 +434,66 @@ class Pool:
 
     def task_completed(self, task_id: str) -> None:
         """The task succeeded: agent idle again.  A second completion counts once."""
-        reg = self._reg
-        now = reg._clock()
-        err = None
-        tid = None
-        with reg._lock:
-            s = self._s
-            task = s.tasks.get(task_id)
-            if task is None:
-                err = self._unknown_task(task_id)
-            elif task.status is not TaskStatus.IN_PROGRESS:
-                err = InvalidTransitionError(
-                    f"task {task_id!r} is {task.status.value}; only a task in progress can "
-                    "complete",
-                    value=task_id,
-                )
-            else:
-                del s.tasks[task_id]
-                s.in_progress -= 1
-                s.completed += 1
-                finished = s.finished
-                finished[task_id] = TaskStatus.COMPLETED
-                if len(finished) >= s.finished_half:
-                    self._rotate_finished()
-                if not s.cur_from <= now < s.cur_until:
-                    _advance(s, now)
-                s.cur_c.a += 1
-                duration = now - task.assigned_at  # type: ignore[operator]
-                s.cur_k.x.add(duration)
-                agent = s.agents.get(task.agent_id)  # type: ignore[arg-type]
-                if agent is not None:
-                    agent.tasks_completed += 1
-                    agent.task_time_s += duration
-                    if agent.current_task_id == task_id:
-                        agent.current_task_id = None
-                        start = agent.busy_since
-                        if start is not None:
-                            agent.state = AgentState.IDLE
-                            agent.state_since = now
-                            if start >= s.cur_k_from:  # the usual case: one bucket
-                                agent.busy_since = None
-                                busy = s.cur_k.busy
-                                busy[agent.id] = busy.get(agent.id, 0.0) + (now - start)
-                            else:
-                                _close_busy(agent, now)
-                tid = task.trace_id or _TRACE_ID.get()
-                if tid is not None:
-                    reg._state.event(now, "task.completed", "task", task_id, tid,
-                                     {"pool": self.name, "agent_id": task.agent_id,
-                                      "duration_s": duration})
-        if err is not None:
-            reg._drop(err)
-        elif gate.debug:
-            logger.debug("task.completed", pool=self.name, task_id=task_id, trace_id=tid)
+        try:
+            reg = self._reg
+            now = reg._clock()
+            err = None
+            tid = None
+            with reg._lock:
+                s = self._s
+                task = s.tasks.get(task_id) if type(task_id) is str else None
+                if task is None:
+                    err = self._unknown_task(task_id)
+                elif task.status is not TaskStatus.IN_PROGRESS:
+                    err = InvalidTransitionError(
+                        f"task {task_id!r} is {task.status.value}; only a task in progress can "
+                        "complete",
+                        value=task_id,
+                    )
+                else:
+                    del s.tasks[task_id]
+                    s.in_progress -= 1
+                    s.completed += 1
+                    finished = s.finished
+                    finished[task_id] = TaskStatus.COMPLETED
+                    if len(finished) >= s.finished_half:
+                        self._rotate_finished()
+                    if not s.cur_from <= now < s.cur_until:
+                        _advance(s, now)
+                    s.cur_c.a += 1
+                    duration = now - task.assigned_at  # type: ignore[operator]
+                    s.cur_k.x.add(duration)
+                    agent = s.agents.get(task.agent_id)  # type: ignore[arg-type]
+                    if agent is not None:
+                        agent.tasks_completed += 1
+                        agent.task_time_s += duration
+                        if agent.current_task_id == task_id:
+                            agent.current_task_id = None
+                            start = agent.busy_since
+                            if start is not None:
+                                agent.state = AgentState.IDLE
+                                agent.state_since = now
+                                if start >= s.cur_k_from:  # the usual case: one bucket
+                                    agent.busy_since = None
+                                    busy = s.cur_k.busy
+                                    busy[agent.id] = busy.get(agent.id, 0.0) + (now - start)
+                                else:
+                                    _close_busy(agent, now)
+                    tid = task.trace_id or _TRACE_ID.get()
+                    if tid is not None:
+                        reg._state.event(now, "task.completed", "task", task_id, tid,
+                                         {"pool": self.name, "agent_id": task.agent_id,
+                                          "duration_s": duration})
+            if err is not None:
+                reg._drop(err)
+            elif gate.debug:
+                logger.debug("task.completed", pool=self.name, task_id=task_id, trace_id=tid)
+        except ObservabilityError:
+            raise
+        except Exception as exc:  # never break the observed program
+            self._reg._internal_error("Pool.task_completed", exc)
 
+    @guarded
     def task_failed(
         self, task_id: str, error: str | BaseException | None = None, retrying: bool | None = None
     ) -> None:
@@ -492,7 +514,7 @@ class Pool:
         else:
             with reg._lock:
                 s = self._s
-                task = s.tasks.get(task_id)
+                task = s.tasks.get(task_id) if type(task_id) is str else None
                 if task is None:
                     err = self._unknown_task(task_id)
                 else:
@@ -545,6 +567,7 @@ class Pool:
             logger.warning("task.retrying", pool=self.name, task_id=task_id, error=text,
                            trace_id=tid)
 
+    @guarded
     def task_cancelled(self, task_id: str) -> None:
         """The task was cancelled while pending or in progress."""
         reg = self._reg
@@ -553,7 +576,7 @@ class Pool:
         tid = None
         with reg._lock:
             s = self._s
-            task = s.tasks.pop(task_id, None)
+            task = s.tasks.pop(task_id, None) if type(task_id) is str else None
             if task is None:
                 err = self._unknown_task(task_id)
             else:

@@ -17,7 +17,7 @@ from ..exceptions import (
     ObservabilityError,
     UnknownEntityError,
 )
-from ._common import bad_count, bad_id, bad_seconds, error_text
+from ._common import bad_count, bad_id, bad_seconds, error_text, guarded
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -38,6 +38,7 @@ class RollbackHooks:
     def __init__(self, registry: Registry) -> None:
         self._reg = registry
 
+    @guarded
     def checkpoint_created(
         self,
         checkpoint_id: str,
@@ -99,6 +100,7 @@ class RollbackHooks:
         """The checkpoint was deleted."""
         self._end(checkpoint_id, CheckpointState.DELETED)
 
+    @guarded
     def _end(self, checkpoint_id: str, state: CheckpointState) -> None:
         reg = self._reg
         now = reg._clock()
@@ -135,6 +137,7 @@ class RollbackHooks:
         """
         return RollbackTimer(self, checkpoint_id)
 
+    @guarded
     def record(
         self,
         checkpoint_id: str,
