@@ -201,12 +201,15 @@ class Ring(Generic[B]):
 
     def window(self, now: float, window_s: float) -> Iterator[tuple[int, B]]:
         """Yield ``(index, bucket)`` for every stored bucket overlapping [now - window_s, now]."""
-        hi = int(now // self.bucket_s)
+        hi = min(int(now // self.bucket_s), self._cur_idx)
         lo = max(int((now - window_s) // self.bucket_s), hi - self.n + 1)
-        for slot in range(self.n):
-            idx = self._idx[slot]
-            if lo <= idx <= hi:
-                bucket = self._slots[slot]
+        n = self.n
+        indexes = self._idx
+        slots = self._slots
+        for idx in range(lo, hi + 1):
+            slot = idx % n
+            if indexes[slot] == idx:
+                bucket = slots[slot]
                 if bucket is not None:
                     yield idx, bucket
 
