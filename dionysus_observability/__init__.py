@@ -25,7 +25,8 @@ from ._enums import (
     TaskStatus,
 )
 from ._state import Limits
-from .alerts import Thresholds
+from .alertmanager import AlertmanagerNotifier, alertmanager_lifespan
+from .alerts import AlertCondition, AlertRule, RuleContext, Thresholds
 from .exceptions import (
     DuplicateEventError,
     InvalidTransitionError,
@@ -34,8 +35,11 @@ from .exceptions import (
     UnknownEntityError,
 )
 from .hooks import PipelineRun, Pool, RollbackHooks
+from .logging import configure_logging
+from .middleware import TraceMiddleware
+from .prometheus import RegistryCollector, render_rules
 from .registry import Registry, get_registry, reset_registry
-from .reports import AlertsReport, MetricsReport, PerformanceReport, TraceReport
+from .reports import Alert, AlertsReport, Entity, MetricsReport, PerformanceReport, TraceReport
 from .resources import ResourceSample, ResourceSampler, StaticResources
 from .router import create_monitoring_router, monitoring_router
 
@@ -43,10 +47,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgentState",
+    "Alert",
+    "AlertCondition",
+    "AlertRule",
     "AlertState",
+    "AlertmanagerNotifier",
     "AlertsReport",
     "CheckpointState",
     "DuplicateEventError",
+    "Entity",
     "EntityKind",
     "InvalidTransitionError",
     "InvalidValueError",
@@ -59,21 +68,27 @@ __all__ = [
     "PipelineStatus",
     "Pool",
     "Registry",
+    "RegistryCollector",
     "ResourceSample",
     "ResourceSampler",
     "RollbackHooks",
+    "RuleContext",
     "RunOutcome",
     "Severity",
     "StaticResources",
     "TaskStatus",
     "Thresholds",
+    "TraceMiddleware",
     "TraceReport",
     "UnknownEntityError",
+    "alertmanager_lifespan",
+    "configure_logging",
     "create_monitoring_router",
     "current_trace_id",
     "get_registry",
     "monitoring_router",
     "new_trace_id",
+    "render_rules",
     "reset_registry",
     "trace",
 ]

@@ -6,6 +6,7 @@ Nothing here imports anything above it.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ class Limits:
     pools: int = 64
     recent_failures: int = 100
     agents_per_pool: int = 1024
+    agent_runs: int = 1_000
+    open_agent_runs: int = 1_024
 
 
 class CountBucket:
@@ -67,6 +70,59 @@ def count_ring(limits: Limits) -> Ring[CountBucket]:
 def sketch_ring(limits: Limits) -> Ring[SketchPair]:
     """A ring of sketch pairs covering the retention."""
     return Ring(SKETCH_BUCKET_S, int(limits.retention_s / SKETCH_BUCKET_S) + 1, SketchPair)
+
+
+#: Upper bounds (seconds) of the cumulative latency histograms that Prometheus scrapes.
+#: Each set spans the latency it measures and holds the spec target as a bound, so that
+#: an exported rule compares against an exact bucket: Spec 020's 0.5 s assignment target,
+#: Spec 021's 30 s rollback target.
+ASSIGNMENT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                        60.0, 300.0)
+TASK_DURATION_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                           600.0, 1800.0, 3600.0)
+ROLLBACK_BUCKETS_S = (0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0,
+                      600.0)
+TOOL_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                  60.0, 120.0)
+
+
+class CumulativeHistogram:
+    """Fixed-bucket counts since start, with the latest traced sample of each bucket.
+
+    The windowed sketches answer "the last N seconds"; Prometheus needs counts that only
+    grow, which this keeps at the cost of one bisect and two increments per sample
+    (about 0.15 us).  Bucket ``i`` counts samples ``bounds[i-1] < v <= bounds[i]``; the
+    last one counts those above every bound (``+Inf``).
+    """
+
+    __slots__ = ("bounds", "counts", "exemplars", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        #: per bucket: (trace_id, value, at) of the latest sample recorded with a trace id
+        self.exemplars: list[tuple[str, float, float] | None] = [None] * (len(bounds) + 1)
+
+    def add(self, value: float, trace_id: str | None = None, at: float = 0.0) -> None:
+        """Record one sample; ``trace_id`` and ``at`` make it its bucket's exemplar."""
+        i = bisect_left(self.bounds, value)
+        self.counts[i] += 1
+        self.sum += value
+        if trace_id is not None:
+            self.exemplars[i] = (trace_id, value, at)
+
+    def snapshot(
+        self,
+    ) -> tuple[list[tuple[float, int, tuple[str, float, float] | None]], float]:
+        """``([(upper_bound, cumulative_count, exemplar), ...], sum)``, ending with +Inf."""
+        out: list[tuple[float, int, tuple[str, float, float] | None]] = []
+        running = 0
+        for bound, n, ex in zip((*self.bounds, float("inf")), self.counts, self.exemplars,
+                                strict=True):
+            running += n
+            out.append((bound, running, ex))
+        return out, self.sum
 
 
 @dataclass(slots=True, eq=False)
@@ -171,6 +227,11 @@ class PoolState:
     finished_half: int = 5_000
     #: raw task-type strings -> normalised names (bounded)
     type_names: dict[str, str] = field(default_factory=dict)
+    #: since-start histograms that Prometheus scrapes (the sketches above are windowed)
+    assignment_hist: CumulativeHistogram = field(
+        default_factory=lambda: CumulativeHistogram(ASSIGNMENT_BUCKETS_S))
+    duration_hist: CumulativeHistogram = field(
+        default_factory=lambda: CumulativeHistogram(TASK_DURATION_BUCKETS_S))
 
 
 @dataclass(slots=True, eq=False)
@@ -231,6 +292,35 @@ class ToolRec:
     errors: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
     last_error_at: float | None = None
+    latency_hist: CumulativeHistogram = field(
+        default_factory=lambda: CumulativeHistogram(TOOL_BUCKETS_S))
+    # the current count and sketch buckets, valid for cur_from <= now < cur_until
+    cur_from: float = 0.0
+    cur_until: float = -1.0
+    cur_c: CountBucket = field(default_factory=CountBucket)
+    cur_k: SketchPair = field(default_factory=SketchPair)
+
+
+@dataclass(slots=True, eq=False)
+class AgentRunRec:
+    """One smolagents run: open while the agent runs, then kept among the recent runs."""
+
+    id: str
+    agent_id: str
+    pool: str | None
+    task_id: str | None
+    trace_id: str
+    started_at: float
+    steps: int = 0
+    step_errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    outcome: str | None = None
+    finished_at: float | None = None
+    duration_s: float | None = None
+    error: str | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -268,12 +358,31 @@ class RegistryState:
     rollback_last_duration_s: float | None = None
     rollback_counts: Ring[CountBucket] = field(init=False)
     rollback_sketches: Ring[SketchPair] = field(init=False)
+    rollback_hist: CumulativeHistogram = field(
+        default_factory=lambda: CumulativeHistogram(ROLLBACK_BUCKETS_S))
     tools: dict[str, ToolRec] = field(default_factory=dict)
     trace_events: deque[TraceEvent] = field(default_factory=deque)
     dropped: dict[str, int] = field(default_factory=dict)
     evicted: dict[str, int] = field(default_factory=dict)
+    #: smolagents runs: open ones by id, the most recent finished ones, totals since
+    #: start, per-second counts (a success, b error, c max_steps) and sketches (x run
+    #: duration, y step duration)
+    open_runs: OrderedDict[str, AgentRunRec] = field(default_factory=OrderedDict)
+    finished_runs: deque[AgentRunRec] = field(default_factory=deque)
+    run_seq: int = 0
+    runs_by_outcome: dict[str, int] = field(default_factory=dict)
+    run_steps: int = 0
+    run_input_tokens: int = 0
+    run_output_tokens: int = 0
+    run_tool_calls: int = 0
+    run_tool_errors: int = 0
+    run_counts: Ring[CountBucket] = field(init=False)
+    run_sketches: Ring[SketchPair] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.run_counts = count_ring(self.limits)
+        self.run_sketches = sketch_ring(self.limits)
+        self.finished_runs = deque(maxlen=self.limits.agent_runs)
         self.items = count_ring(self.limits)
         self.rollback_counts = count_ring(self.limits)
         self.rollback_sketches = sketch_ring(self.limits)

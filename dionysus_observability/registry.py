@@ -11,17 +11,28 @@ from typing import TYPE_CHECKING, Any
 from ._context import _TRACE_ID
 from ._enums import PipelineKind
 from ._log import gate, logger
-from ._state import Limits, PipelineRec, PoolState, RegistryState, ToolRec, count_ring, sketch_ring
-from .alerts import Thresholds
+from ._state import (
+    COUNT_BUCKET_S,
+    Limits,
+    PipelineRec,
+    PoolState,
+    RegistryState,
+    ToolRec,
+    count_ring,
+    sketch_ring,
+)
+from .alerts import AlertEngine, AlertStateFilter, SeverityFilter, Thresholds
 from .exceptions import InvalidValueError, ObservabilityError
-from .hooks._common import bad_count, bad_id, bad_seconds, parse_enum
+from .hooks._common import MAX_ID_LENGTH, bad_count, bad_id, bad_seconds, parse_enum
+from .hooks.agents import AgentRunHooks
 from .hooks.pipelines import PipelineRun
 from .hooks.pool import Pool
 from .hooks.rollback import RollbackHooks
 from .resources import ResourceSampler
 
 if TYPE_CHECKING:
-    from .reports import MetricsReport, PerformanceReport, TraceReport
+    from ._enums import Severity
+    from .reports import Alert, AlertsReport, MetricsReport, PerformanceReport, TraceReport
 
 __all__ = ["Clock", "Registry", "get_registry", "reset_registry"]
 
@@ -45,7 +56,9 @@ class Registry:
         thresholds: alert thresholds (``Thresholds()`` by default).
         strict: raise ``ObservabilityError`` subclasses on bad hook input instead of
             dropping and counting it.
-        rules: custom alert rules evaluated beside the built-in ones.
+        rules: custom alert rules evaluated beside the built-in ones (``AlertRule``
+            objects or callables; see docs/alerts.md).  A bad rule raises
+            ``InvalidValueError`` here.
         limits: the caps that bound memory (``Limits()`` by default).
         resources: the process sampler (psutil) used by reports and alerts.
 
@@ -68,11 +81,13 @@ class Registry:
         self.strict = strict
         self.limits = limits if limits is not None else Limits()
         self.rules: list[Any] = list(rules or [])
+        self._alert_engine = AlertEngine(self.rules)
         self.resources = resources if resources is not None else ResourceSampler()
         self._lock = threading.Lock()
         self._state = RegistryState(self.limits, self._clock())
         self._pools: dict[str, Pool] = {}
         self._rollbacks = RollbackHooks(self)
+        self._agent_runs = AgentRunHooks(self)
 
     def __repr__(self) -> str:
         return f"<Registry pools={len(self._pools)} strict={self.strict}>"
@@ -164,7 +179,7 @@ class Registry:
             pid = pipeline_id if type(pipeline_id) is str and pipeline_id else "invalid"
             kind_value = parsed.value if isinstance(parsed, PipelineKind) else "migration"
             # A detached run: its hooks work, but it is not part of the registry.
-            return PipelineRun(self, PipelineRec(pid, kind_value, now, tid))
+            return PipelineRun(self, PipelineRec(pid, kind_value, now, tid), attached=False)
         assert isinstance(parsed, PipelineKind)  # narrowed above; not input validation
         with self._lock:
             st = self._state
@@ -190,6 +205,11 @@ class Registry:
         """The rollback safety net's hooks."""
         return self._rollbacks
 
+    @property
+    def agent_runs(self) -> AgentRunHooks:
+        """The agent-run hooks (smolagents runs, their steps and outcomes)."""
+        return self._agent_runs
+
     def tool_call(
         self,
         name: str,
@@ -198,11 +218,19 @@ class Registry:
         error: str | None = None,
         trace_id: str | None = None,
         attributes: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> None:
-        """One call of a tool took ``duration_s``; ``error`` is the exception type's name."""
+        """One call of a tool took ``duration_s``; ``error`` is the exception type's name.
+
+        ``run_id`` (from ``agent_runs.started``) counts the call on that agent run too.
+        """
         now = self._clock()
         tid = trace_id or _TRACE_ID.get()
-        err = bad_id("tool name", name) or bad_seconds("duration_s", duration_s)
+        err: ObservabilityError | None = None
+        # the common case checked inline (B2: a tool call's overhead is budgeted)
+        if not (type(name) is str and 0 < len(name) <= MAX_ID_LENGTH
+                and type(duration_s) is float and 0.0 <= duration_s < math.inf):
+            err = bad_id("tool name", name) or bad_seconds("duration_s", duration_s)
         if err is None:
             with self._lock:
                 st = self._state
@@ -217,7 +245,12 @@ class Registry:
                                                        sketch_ring(self.limits))
                 if rec is not None:
                     rec.calls += 1
-                    bucket = rec.counts.at(now)
+                    if not rec.cur_from <= now < rec.cur_until:
+                        rec.cur_c = rec.counts.at(now)
+                        rec.cur_k = rec.sketches.at(now)
+                        rec.cur_from = (now // COUNT_BUCKET_S) * COUNT_BUCKET_S
+                        rec.cur_until = rec.cur_from + COUNT_BUCKET_S
+                    bucket = rec.cur_c
                     bucket.a += 1
                     if error is not None:
                         key = error[:64]
@@ -226,11 +259,20 @@ class Registry:
                         if key in rec.errors_by_type or len(rec.errors_by_type) < 32:
                             rec.errors_by_type[key] = rec.errors_by_type.get(key, 0) + 1
                         rec.last_error_at = now
-                    rec.sketches.at(now).x.add(duration_s)
+                    rec.cur_k.x.add(duration_s)
+                    rec.latency_hist.add(duration_s, tid, now)
+                    if run_id is not None:
+                        run = st.open_runs.get(run_id)
+                        if run is not None:
+                            run.tool_calls += 1
+                            if error is not None:
+                                run.tool_errors += 1
                     if tid is not None:
                         attrs = {"duration_s": duration_s, "error": error}
                         if attributes:
                             attrs.update(attributes)
+                        if run_id is not None:
+                            attrs["run_id"] = run_id
                         st.event(now, "tool.call", "tool", name, tid, attrs)
         if err is not None:
             self._drop(err)
@@ -270,6 +312,32 @@ class Registry:
         with self._lock:
             data = views.performance(self._state, now, float(window_s), sample)
         return views.performance_report(data, now, trace_id or _TRACE_ID.get())
+
+    def alerts(
+        self,
+        state: AlertStateFilter | str = "active",
+        severity: SeverityFilter | Severity | str | None = None,
+    ) -> list[Alert]:
+        """Evaluate the alert rules now and return the alerts in ``state``.
+
+        Args:
+            state: active (pending and firing), firing, pending, resolved or all.
+            severity: only alerts of this severity (critical, warning, info); all if None.
+
+        Raises:
+            InvalidValueError: an unknown ``state`` or ``severity``.
+        """
+        return self._alert_engine.alerts(self, state, severity)[1]
+
+    def alerts_report(
+        self,
+        state: AlertStateFilter | str = "active",
+        severity: SeverityFilter | Severity | str | None = None,
+        *,
+        trace_id: str | None = None,
+    ) -> AlertsReport:
+        """The ``AlertsReport`` that GET /alerts returns: alerts and counts per severity."""
+        return self._alert_engine.report(self, state, severity, trace_id or _TRACE_ID.get())
 
     def trace(self, trace_id: str) -> TraceReport:
         """Every recorded event that carried ``trace_id``, oldest first.

@@ -11,10 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._enums import AgentState, AlertState, EntityKind, PipelineStatus, Severity
+from ._enums import AgentState, AlertState, EntityKind, PipelineStatus, RunOutcome, Severity
 
 __all__ = [
     "AgentInfo",
+    "AgentRunInfo",
+    "AgentRunsSection",
     "AgentsSection",
     "Alert",
     "AlertsReport",
@@ -60,6 +62,11 @@ class Quantiles(_Model):
     p95: float | None
     p99: float | None
     max: float | None
+
+    @classmethod
+    def empty(cls) -> Quantiles:
+        """The summary of no samples."""
+        return cls(count=0, mean=None, p50=None, p90=None, p95=None, p99=None, max=None)
 
 
 # -- /metrics -------------------------------------------------------------------------
@@ -190,6 +197,42 @@ class ToolInfo(_Model):
     errors_by_type: dict[str, int] = Field(default_factory=dict)
 
 
+class AgentRunInfo(_Model):
+    """One finished smolagents run."""
+
+    id: str
+    agent_id: str
+    pool: str | None
+    task_id: str | None
+    trace_id: str
+    outcome: RunOutcome
+    started_at: datetime
+    finished_at: datetime
+    duration_s: float
+    steps: int
+    step_errors: int
+    input_tokens: int
+    output_tokens: int
+    tool_calls: int
+    tool_errors: int
+    error: str | None
+
+
+class AgentRunsSection(_Model):
+    """smolagents runs since start: outcomes, steps, tokens, tool calls; the latest runs."""
+
+    total: int = 0
+    active: int = 0
+    by_outcome: dict[str, int] = Field(default_factory=dict)
+    steps: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    recent: list[AgentRunInfo] = Field(default_factory=list,
+                                       description="The latest finished runs, newest first.")
+
+
 class MetricsReport(_Report):
     """GET /metrics: pipelines, pools, agents, rollbacks, tools, dropped events."""
 
@@ -199,6 +242,7 @@ class MetricsReport(_Report):
     agents: AgentsSection
     rollback: RollbackSection
     tools: list[ToolInfo]
+    agent_runs: AgentRunsSection = Field(default_factory=AgentRunsSection)
     dropped_events: dict[str, int] = Field(description="Hook events dropped, by reason.")
     evicted: dict[str, int] = Field(description="Old records evicted to bound memory, by kind.")
 
@@ -215,6 +259,7 @@ class Throughput(_Model):
     tasks_failed_per_s: float
     pipeline_items_per_s: float
     tool_calls_per_s: float
+    agent_runs_per_s: float = 0.0
     tasks_retried: int = 0
     tasks_rejected: int = 0
 
@@ -226,6 +271,8 @@ class LatencySection(_Model):
     assignment_latency_s: Quantiles
     rollback_duration_s: Quantiles
     tools: dict[str, Quantiles]
+    agent_run_duration_s: Quantiles = Field(default_factory=lambda: Quantiles.empty())
+    agent_step_duration_s: Quantiles = Field(default_factory=lambda: Quantiles.empty())
 
 
 class ErrorRates(_Model):
@@ -233,6 +280,8 @@ class ErrorRates(_Model):
 
     task_error_rate: float
     tool_error_rate: float
+    agent_run_error_rate: float = Field(
+        default=0.0, description="Runs that ended in error or at max steps / runs ended.")
     pipeline_item_error_rate: float
     rollback_failure_rate: float
 

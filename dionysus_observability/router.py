@@ -18,9 +18,11 @@ from fastapi.routing import APIRoute
 
 from ._context import current_trace_id, new_trace_id, parse_traceparent, trace, valid_trace_id
 from ._log import logger
+from .alerts import AlertStateFilter, SeverityFilter
 from .exceptions import UnknownEntityError
+from .prometheus import exposition
 from .registry import MAX_WINDOW_S, Registry, get_registry
-from .reports import MetricsReport, PerformanceReport, TraceReport
+from .reports import AlertsReport, MetricsReport, PerformanceReport, TraceReport
 
 __all__ = ["DEFAULT_PREFIX", "TRACE_HEADER", "create_monitoring_router", "monitoring_router",
            "resolve_trace_id"]
@@ -134,6 +136,22 @@ def create_monitoring_router(
         """Throughput, latency percentiles, error rates, utilization and resources."""
         return source().performance(window, trace_id=_tid(request))
 
+    @router.get("/alerts", response_model=AlertsReport, summary="Alerts and their lifecycle")
+    async def get_alerts(
+        request: Request,
+        state: Annotated[
+            AlertStateFilter,
+            Query(description="active (pending and firing), firing, pending, resolved or all."),
+        ] = "active",
+        severity: Annotated[
+            SeverityFilter | None,
+            Query(description="Only alerts of this severity: critical, warning or info."),
+        ] = None,
+    ) -> AlertsReport:
+        """Alerts evaluated now, with onset, affected entities and trace ids; counts per
+        severity of the alerts returned."""
+        return source().alerts_report(state, severity, trace_id=_tid(request))
+
     @router.get(
         "/traces/{trace_id}",
         response_model=TraceReport,
@@ -146,6 +164,18 @@ def create_monitoring_router(
             return source().trace(trace_id)
         except UnknownEntityError as exc:
             raise HTTPException(status_code=404, detail=exc.message) from None
+
+    @router.get(
+        "/prometheus",
+        response_class=Response,
+        summary="Prometheus exposition",
+        responses={200: {"content": {"text/plain": {}, "application/openmetrics-text": {}},
+                         "description": "Text format 0.0.4, or OpenMetrics when accepted."}},
+    )
+    async def get_prometheus(request: Request) -> Response:
+        """The registry rendered by prometheus_client (OpenMetrics when the scraper asks)."""
+        body, content_type = exposition(source(), request.headers.get("accept"))
+        return Response(content=body, media_type=content_type)
 
     return router
 

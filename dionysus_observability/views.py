@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from ._enums import AgentState, CheckpointState, PipelineStatus, TaskStatus
-from ._state import AgentRec, PipelineRec, PoolState, RegistryState
+from ._enums import AgentState, CheckpointState, PipelineStatus, RunOutcome, TaskStatus
+from ._state import AgentRec, AgentRunRec, PipelineRec, PoolState, RegistryState
 from .exceptions import UnknownEntityError
 from .reports import MetricsReport, PerformanceReport, TraceReport
 from .resources import ResourceSample
@@ -213,8 +213,51 @@ def metrics(state: RegistryState, now: float) -> dict[str, Any]:
              "errors_by_type": dict(t.errors_by_type)}
             for t in state.tools.values()
         ],
+        "agent_runs": _agent_runs(state),
         "dropped_events": dict(state.dropped),
         "evicted": dict(state.evicted),
+    }
+
+
+#: Most recent finished agent runs listed in ``MetricsReport.agent_runs.recent``.
+RECENT_RUNS = 20
+
+
+def _run(rec: AgentRunRec) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "agent_id": rec.agent_id,
+        "pool": rec.pool,
+        "task_id": rec.task_id,
+        "trace_id": rec.trace_id,
+        "outcome": rec.outcome,
+        "started_at": ts(rec.started_at),
+        "finished_at": ts(rec.finished_at),
+        "duration_s": rec.duration_s,
+        "steps": rec.steps,
+        "step_errors": rec.step_errors,
+        "input_tokens": rec.input_tokens,
+        "output_tokens": rec.output_tokens,
+        "tool_calls": rec.tool_calls,
+        "tool_errors": rec.tool_errors,
+        "error": rec.error,
+    }
+
+
+def _agent_runs(state: RegistryState) -> dict[str, Any]:
+    by_outcome = {o.value: 0 for o in RunOutcome}
+    by_outcome.update(state.runs_by_outcome)
+    recent = list(state.finished_runs)[-RECENT_RUNS:]
+    return {
+        "total": sum(by_outcome.values()),
+        "active": len(state.open_runs),
+        "by_outcome": by_outcome,
+        "steps": state.run_steps,
+        "input_tokens": state.run_input_tokens,
+        "output_tokens": state.run_output_tokens,
+        "tool_calls": state.run_tool_calls,
+        "tool_errors": state.run_tool_errors,
+        "recent": [_run(rec) for rec in reversed(recent)],
     }
 
 
@@ -251,9 +294,8 @@ def performance(
             failed += b.b
             retried += b.c
             rejected += b.d
-        for _, sk in pool.sketches.window(now, window_s):
-            durations.append(sk.x)
-            assignment.append(sk.y)
+        durations.append(pool.sketches.merged(now, window_s, "x"))
+        assignment.append(pool.sketches.merged(now, window_s, "y"))
 
     items_ok = items_bad = 0
     for _, b in state.items.window(now, window_s):
@@ -263,7 +305,7 @@ def performance(
     for _, b in state.rollback_counts.window(now, window_s):
         rb_ok += b.a
         rb_bad += b.b
-    rb_sketch = merge_sketches([sk.x for _, sk in state.rollback_sketches.window(now, window_s)])
+    rb_sketch = state.rollback_sketches.merged(now, window_s, "x")
 
     tool_calls = tool_errors = 0
     tools: dict[str, dict[str, Any]] = {}
@@ -274,9 +316,18 @@ def performance(
             errors += b.b
         tool_calls += calls
         tool_errors += errors
-        sketch = merge_sketches([sk.x for _, sk in tool.sketches.window(now, window_s)])
+        sketch = tool.sketches.merged(now, window_s, "x")
         if sketch.count:
             tools[tool.name] = Summary.of(sketch).as_dict()
+
+    runs_ok = runs_bad = runs_max = 0
+    for _, b in state.run_counts.window(now, window_s):
+        runs_ok += b.a
+        runs_bad += b.b
+        runs_max += b.c
+    runs_ended = runs_ok + runs_bad + runs_max
+    run_durations = [state.run_sketches.merged(now, window_s, "x")]
+    step_durations = [state.run_sketches.merged(now, window_s, "y")]
 
     agents = _all_agents(state)
     busy_total = alive_total = 0.0
@@ -299,6 +350,7 @@ def performance(
             "tasks_failed_per_s": failed / per_s,
             "pipeline_items_per_s": (items_ok + items_bad) / per_s,
             "tool_calls_per_s": tool_calls / per_s,
+            "agent_runs_per_s": runs_ended / per_s,
             "tasks_retried": retried,
             "tasks_rejected": rejected,
         },
@@ -307,10 +359,13 @@ def performance(
             "assignment_latency_s": Summary.of(merge_sketches(assignment)).as_dict(),
             "rollback_duration_s": Summary.of(rb_sketch).as_dict(),
             "tools": tools,
+            "agent_run_duration_s": Summary.of(merge_sketches(run_durations)).as_dict(),
+            "agent_step_duration_s": Summary.of(merge_sketches(step_durations)).as_dict(),
         },
         "errors": {
             "task_error_rate": _ratio(failed, completed + failed),
             "tool_error_rate": _ratio(tool_errors, tool_calls),
+            "agent_run_error_rate": _ratio(runs_bad + runs_max, runs_ended),
             "pipeline_item_error_rate": _ratio(items_bad, items_ok + items_bad),
             "rollback_failure_rate": _ratio(rb_bad, rb_ok + rb_bad),
         },

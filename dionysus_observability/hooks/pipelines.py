@@ -25,12 +25,14 @@ class PipelineRun:
     fails with the exception's text (the exception propagates).
     """
 
-    __slots__ = ("_rec", "_reg", "id")
+    __slots__ = ("_attached", "_rec", "_reg", "id")
 
-    def __init__(self, registry: Registry, rec: PipelineRec) -> None:
+    def __init__(self, registry: Registry, rec: PipelineRec, *, attached: bool = True) -> None:
         self._reg = registry
         self._rec = rec
         self.id = rec.id
+        # A run refused as bad input is detached: its hooks work but write nothing shared.
+        self._attached = attached
 
     def __repr__(self) -> str:
         return f"<PipelineRun {self.id!r} {self._rec.status.value}>"
@@ -90,6 +92,8 @@ class PipelineRun:
                     rec.succeeded += succeeded
                     rec.failed += failed
                     rec.last_progress_at = now
+                    if not self._attached:
+                        return
                     st = reg._state
                     st.items_succeeded += succeeded
                     st.items_failed += failed
@@ -114,7 +118,8 @@ class PipelineRun:
                 err = self._running("set its total")
                 if err is None:
                     rec = self._rec
-                    reg._state.items_total += total_items - (rec.total_items or 0)
+                    if self._attached:
+                        reg._state.items_total += total_items - (rec.total_items or 0)
                     rec.total_items = total_items
         if err is not None:
             self._reg._drop(err)
@@ -143,6 +148,8 @@ class PipelineRun:
                 rec.finished_at = now
                 rec.error = error
                 st = reg._state
+                if not self._attached:
+                    return
                 if st.pipelines.get(rec.id) is rec:
                     del st.pipelines[rec.id]
                 st.finished_pipelines[rec.id] = rec
@@ -171,6 +178,8 @@ class PipelineRun:
         )
 
     def _event(self, now: float, kind: str, attrs: dict[str, object] | None) -> None:
+        if not self._attached:
+            return
         tid = self._rec.trace_id or _TRACE_ID.get()
         if tid is not None:
             self._reg._state.event(now, kind, "pipeline", self.id, tid, attrs)

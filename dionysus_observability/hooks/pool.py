@@ -19,6 +19,7 @@ from .._state import (
 from ..exceptions import (
     DuplicateEventError,
     InvalidTransitionError,
+    InvalidValueError,
     ObservabilityError,
     UnknownEntityError,
 )
@@ -50,7 +51,9 @@ def _advance(s: PoolState, now: float) -> None:
     start = (now // COUNT_BUCKET_S) * COUNT_BUCKET_S
     s.cur_k_from = (now // SKETCH_BUCKET_S) * SKETCH_BUCKET_S
     s.cur_from = start
-    s.cur_until = start + COUNT_BUCKET_S
+    # Cache only the newest buckets: a write to an older one must go through Ring.at,
+    # which invalidates the ring's cached merges.
+    s.cur_until = start + COUNT_BUCKET_S if s.sketches.current_start() <= now else start
 
 
 def _close_busy(agent: AgentRec, now: float) -> None:
@@ -376,6 +379,7 @@ class Pool:
                     if not s.cur_from <= now < s.cur_until:
                         _advance(s, now)
                     s.cur_k.y.add(now - task.queued_at)
+                    s.assignment_hist.add(now - task.queued_at, task.trace_id, now)
                     if agent.last_task_id is not None:
                         agent.context_switches += 1
                     agent.current_task_id = task_id
@@ -463,6 +467,7 @@ class Pool:
                     s.cur_c.a += 1
                     duration = now - task.assigned_at  # type: ignore[operator]
                     s.cur_k.x.add(duration)
+                    s.duration_hist.add(duration, task.trace_id, now)
                     agent = s.agents.get(task.agent_id)  # type: ignore[arg-type]
                     if agent is not None:
                         agent.tasks_completed += 1
@@ -509,8 +514,8 @@ class Pool:
         final = False
         text = error_text(error)
         if retrying is not None and not isinstance(retrying, bool):
-            err = ObservabilityError(f"retrying must be a bool or None, got {retrying!r:.80}",
-                                     value=retrying, reason="invalid_value")
+            err = InvalidValueError(f"retrying must be a bool or None, got {retrying!r:.80}",
+                                    value=retrying)
         else:
             with reg._lock:
                 s = self._s
@@ -544,6 +549,7 @@ class Pool:
                         else:
                             final = True
                             s.sketches.at(now).x.add(now - task.assigned_at)  # type: ignore[operator]
+                            s.duration_hist.add(now - task.assigned_at, tid, now)  # type: ignore[operator]
                     if final:
                         if s.queue_over_since is not None and s.pending < s.queue_warn_at:
                             s.queue_over_since = None

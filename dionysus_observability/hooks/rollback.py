@@ -65,7 +65,9 @@ class RollbackHooks:
             with reg._lock:
                 st = reg._state
                 old = st.checkpoints.get(checkpoint_id)
-                if old is not None and old.state is CheckpointState.ACTIVE:
+                # one past its retention counts as expired (as in the views): replace it
+                if (old is not None and old.state is CheckpointState.ACTIVE
+                        and old.expires_at > now):
                     err = DuplicateEventError(
                         f"checkpoint {checkpoint_id!r} already exists and is active",
                         value=checkpoint_id,
@@ -179,6 +181,7 @@ class RollbackHooks:
                     bucket.b += 1
                 st.rollback_last_duration_s = float(duration_s)
                 st.rollback_sketches.at(now).x.add(float(duration_s))
+                st.rollback_hist.add(float(duration_s), tid, now)
                 if tid is not None:
                     st.event(now, "rollback.finished", "checkpoint", checkpoint_id, tid,
                              {"succeeded": succeeded, "duration_s": duration_s, "error": text})
