@@ -87,42 +87,50 @@ TOOL_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 
 
 class CumulativeHistogram:
-    """Fixed-bucket counts since start, with the latest traced sample of each bucket.
+    """Fixed-bucket counts since start, derived from a sketch ring at no per-sample cost.
 
-    The windowed sketches answer "the last N seconds"; Prometheus needs counts that only
-    grow, which this keeps at the cost of one bisect and two increments per sample
-    (about 0.15 us).  Bucket ``i`` counts samples ``bounds[i-1] < v <= bounds[i]``; the
-    last one counts those above every bound (``+Inf``).
+    The ring's sketches answer "the last N seconds"; Prometheus needs counts that only
+    grow.  Whenever the ring moves on, every bucket older than the previous one is folded
+    into a since-start sketch (``Ring.on_advance``, before the ring can forget it), and a
+    snapshot adds the newer buckets.  Counts are read off the sketch's bins, so a sample
+    up to 1.9% above a bound may be counted at that bound; a sample recorded so late that
+    its bucket was already folded counts in the windows only.  Hooks note exemplars
+    (the latest traced sample of each bucket) only for traced samples.
     """
 
-    __slots__ = ("bounds", "counts", "exemplars", "sum")
+    __slots__ = ("bounds", "exemplars", "field", "folded", "folded_upto", "ring")
 
-    def __init__(self, bounds: tuple[float, ...]) -> None:
+    def __init__(self, bounds: tuple[float, ...], ring: Ring[SketchPair], field: str) -> None:
         self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
+        self.ring = ring
+        self.field = field
+        self.folded = QuantileSketch()
+        self.folded_upto = ring.newest_index - 2
         #: per bucket: (trace_id, value, at) of the latest sample recorded with a trace id
         self.exemplars: list[tuple[str, float, float] | None] = [None] * (len(bounds) + 1)
+        ring.on_advance.append(self._fold)
 
-    def add(self, value: float, trace_id: str | None = None, at: float = 0.0) -> None:
-        """Record one sample; ``trace_id`` and ``at`` make it its bucket's exemplar."""
-        i = bisect_left(self.bounds, value)
-        self.counts[i] += 1
-        self.sum += value
-        if trace_id is not None:
-            self.exemplars[i] = (trace_id, value, at)
+    def note(self, value: float, trace_id: str, at: float) -> None:
+        """Make a traced sample its bucket's exemplar."""
+        self.exemplars[bisect_left(self.bounds, value)] = (trace_id, value, at)
+
+    def _fold(self, new_index: int) -> None:
+        upto = new_index - 2
+        if upto > self.folded_upto:
+            for _, bucket in self.ring.between(self.folded_upto + 1, upto):
+                self.folded.merge(getattr(bucket, self.field))
+            self.folded_upto = upto
 
     def snapshot(
         self,
     ) -> tuple[list[tuple[float, int, tuple[str, float, float] | None]], float]:
         """``([(upper_bound, cumulative_count, exemplar), ...], sum)``, ending with +Inf."""
-        out: list[tuple[float, int, tuple[str, float, float] | None]] = []
-        running = 0
-        for bound, n, ex in zip((*self.bounds, float("inf")), self.counts, self.exemplars,
-                                strict=True):
-            running += n
-            out.append((bound, running, ex))
-        return out, self.sum
+        total = self.folded.copy()
+        for _, bucket in self.ring.between(self.folded_upto + 1, self.ring.newest_index):
+            total.merge(getattr(bucket, self.field))
+        counts = [*total.count_le(self.bounds), total.count]
+        bounds = (*self.bounds, float("inf"))
+        return list(zip(bounds, counts, self.exemplars, strict=True)), total.sum
 
 
 @dataclass(slots=True, eq=False)
@@ -228,10 +236,12 @@ class PoolState:
     #: raw task-type strings -> normalised names (bounded)
     type_names: dict[str, str] = field(default_factory=dict)
     #: since-start histograms that Prometheus scrapes (the sketches above are windowed)
-    assignment_hist: CumulativeHistogram = field(
-        default_factory=lambda: CumulativeHistogram(ASSIGNMENT_BUCKETS_S))
-    duration_hist: CumulativeHistogram = field(
-        default_factory=lambda: CumulativeHistogram(TASK_DURATION_BUCKETS_S))
+    assignment_hist: CumulativeHistogram = field(init=False)
+    duration_hist: CumulativeHistogram = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.assignment_hist = CumulativeHistogram(ASSIGNMENT_BUCKETS_S, self.sketches, "y")
+        self.duration_hist = CumulativeHistogram(TASK_DURATION_BUCKETS_S, self.sketches, "x")
 
 
 @dataclass(slots=True, eq=False)
@@ -292,13 +302,15 @@ class ToolRec:
     errors: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
     last_error_at: float | None = None
-    latency_hist: CumulativeHistogram = field(
-        default_factory=lambda: CumulativeHistogram(TOOL_BUCKETS_S))
+    latency_hist: CumulativeHistogram = field(init=False)
     # the current count and sketch buckets, valid for cur_from <= now < cur_until
     cur_from: float = 0.0
     cur_until: float = -1.0
     cur_c: CountBucket = field(default_factory=CountBucket)
     cur_k: SketchPair = field(default_factory=SketchPair)
+
+    def __post_init__(self) -> None:
+        self.latency_hist = CumulativeHistogram(TOOL_BUCKETS_S, self.sketches, "x")
 
 
 @dataclass(slots=True, eq=False)
@@ -358,8 +370,7 @@ class RegistryState:
     rollback_last_duration_s: float | None = None
     rollback_counts: Ring[CountBucket] = field(init=False)
     rollback_sketches: Ring[SketchPair] = field(init=False)
-    rollback_hist: CumulativeHistogram = field(
-        default_factory=lambda: CumulativeHistogram(ROLLBACK_BUCKETS_S))
+    rollback_hist: CumulativeHistogram = field(init=False)
     tools: dict[str, ToolRec] = field(default_factory=dict)
     trace_events: deque[TraceEvent] = field(default_factory=deque)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -386,6 +397,7 @@ class RegistryState:
         self.items = count_ring(self.limits)
         self.rollback_counts = count_ring(self.limits)
         self.rollback_sketches = sketch_ring(self.limits)
+        self.rollback_hist = CumulativeHistogram(ROLLBACK_BUCKETS_S, self.rollback_sketches, "x")
         self.rollback_history = deque(maxlen=self.limits.rollback_history)
         self.trace_events = deque(maxlen=self.limits.trace_events)
 

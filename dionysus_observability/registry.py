@@ -260,7 +260,8 @@ class Registry:
                             rec.errors_by_type[key] = rec.errors_by_type.get(key, 0) + 1
                         rec.last_error_at = now
                     rec.cur_k.x.add(duration_s)
-                    rec.latency_hist.add(duration_s, tid, now)
+                    if tid is not None:
+                        rec.latency_hist.note(duration_s, tid, now)
                     if run_id is not None:
                         run = st.open_runs.get(run_id)
                         if run is not None:

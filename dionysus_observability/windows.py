@@ -98,6 +98,24 @@ class QuantileSketch:
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
 
+    def count_le(self, bounds: tuple[float, ...]) -> list[int]:
+        """Cumulative sample counts at each (ascending, positive) bound, as a histogram's.
+
+        A sample shares its bin with values up to ``2 * RELATIVE_ACCURACY`` above it, so a
+        sample that close above a bound may be counted at that bound.
+        """
+        bins = self.bins
+        keys = sorted(bins)
+        cumulative = list(accumulate([bins[k] for k in keys], initial=self.zeros))
+        out: list[int] = []
+        for bound in bounds:
+            if bound <= MIN_POSITIVE:
+                out.append(self.zeros)
+            else:
+                key = _ceil(_log(bound) * _INV_LOG_GAMMA)
+                out.append(cumulative[bisect_right(keys, key)])
+        return out
+
     def quantiles(self, qs: tuple[float, ...]) -> list[float | None]:
         """Return the lower nearest-rank quantile for each q in ``qs`` (ascending).
 
@@ -183,6 +201,7 @@ class Ring(Generic[B]):
         "_slots",
         "bucket_s",
         "n",
+        "on_advance",
         "version",
     )
 
@@ -199,6 +218,9 @@ class Ring(Generic[B]):
         #: that merges of complete buckets can be cached until then
         self.version = 0
         self._cache: dict[tuple[str, int, int, int], QuantileSketch] = {}
+        #: called with the new index before the ring moves forward to it (and so before
+        #: the slot it reuses is forgotten)
+        self.on_advance: list[Callable[[int], None]] = []
 
     def at(self, now: float) -> B:
         """The bucket that holds time ``now``."""
@@ -213,6 +235,9 @@ class Ring(Generic[B]):
             return self._scratch
         if idx < self._cur_idx:
             self.version += 1
+        else:
+            for callback in self.on_advance:
+                callback(idx)
         slot = idx % self.n
         bucket = self._slots[slot]
         if bucket is None or self._idx[slot] != idx:
@@ -241,6 +266,27 @@ class Ring(Generic[B]):
                 bucket = slots[slot]
                 if bucket is not None:
                     yield idx, bucket
+
+    @property
+    def newest_index(self) -> int:
+        """Index of the newest bucket (very negative before the first write)."""
+        return self._cur_idx
+
+    def between(self, lo: int, hi: int) -> Iterator[tuple[int, B]]:
+        """Yield ``(index, bucket)`` for the stored buckets with lo <= index <= hi."""
+        if hi < lo:
+            return
+        if hi - lo + 1 >= self.n:
+            pairs = sorted(zip(self._idx, self._slots, strict=True), key=lambda p: p[0])
+            for idx, bucket in pairs:
+                if lo <= idx <= hi and bucket is not None:
+                    yield idx, bucket
+            return
+        for idx in range(lo, hi + 1):
+            slot = idx % self.n
+            bucket = self._slots[slot]
+            if bucket is not None and self._idx[slot] == idx:
+                yield idx, bucket
 
     def merged(self, now: float, window_s: float, field: str) -> QuantileSketch:
         """The merge of the sketches named ``field`` of every bucket in the window.

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import ast
 import contextvars
+import functools
 import hashlib
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -47,7 +49,7 @@ from workload import (
 import dionysus_observability as obs
 from dionysus_observability.smolagents import instrument_agent, observe_tool
 
-__all__ = ["TOOLS", "ScriptedModel", "SmolagentsExecutor", "plan_for"]
+__all__ = ["TOOLS", "ScriptedModel", "SmolagentsExecutor", "plan_for", "serialize_ast_parsing"]
 
 #: Share of a task's duration spent in tool calls; the rest is model latency.
 TOOL_SHARE = 0.8
@@ -59,9 +61,27 @@ MODEL_FAILURE_SHARE = 0.4
 CHARS_PER_TOKEN = 4
 #: Output tokens of one model reply: (low, high).
 OUTPUT_TOKENS = (18, 90)
-#: CPython 3.11's AST conversion is not safe when threads parse at once ("AST constructor
-#: recursion depth mismatch", gh-106905); the tools parse one at a time.
+#: CPython before 3.11.8 / 3.12.2 raises "SystemError: AST constructor recursion depth
+#: mismatch" when threads run ``ast.parse`` at once (gh-106905).  CodeAgents parse every
+#: code step, the tools and the discovery pipeline parse files: the demo serialises them.
+_AST_RACY = (3, 11) <= sys.version_info[:3] < (3, 11, 8) or (
+    (3, 12) <= sys.version_info[:3] < (3, 12, 2))
 _AST_LOCK = threading.Lock()
+
+
+def serialize_ast_parsing() -> None:
+    """Make ``ast.parse`` take a process-wide lock on CPython versions with gh-106905."""
+    if not _AST_RACY or getattr(ast.parse, "serialized", False):
+        return
+    original = ast.parse
+
+    @functools.wraps(original)
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        with _AST_LOCK:
+            return original(*args, **kwargs)
+
+    parse.serialized = True  # type: ignore[attr-defined]
+    ast.parse = parse
 
 
 @dataclass(slots=True)
@@ -133,9 +153,7 @@ with warnings.catch_warnings():
         """
         attempt = _attempt()
         _work(attempt)
-        source = Path(path).read_text(encoding="utf-8")
-        with _AST_LOCK:
-            tree = ast.parse(source)
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
         definitions = sum(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
                           for n in ast.walk(tree))
         branches = sum(isinstance(n, ast.If | ast.For | ast.While | ast.Try)
@@ -186,9 +204,7 @@ with warnings.catch_warnings():
         """
         attempt = _attempt()
         _work(attempt)
-        source = Path(path).read_text(encoding="utf-8")
-        with _AST_LOCK:
-            compile(source, path, "exec")
+        compile(Path(path).read_text(encoding="utf-8"), path, "exec")
         return f"{path}: ok"
 
     @tool
@@ -334,6 +350,7 @@ class SmolagentsExecutor:
         self.failure_rates = dict(FAILURE_RATES if failure_rates is None else failure_rates)
         self._agents: dict[str, Any] = {}
         self._lock = threading.Lock()
+        serialize_ast_parsing()
 
     def agent(self, agent_id: str) -> Any:
         """The smolagents agent of ``agent_id``, built and instrumented on first use."""

@@ -7,16 +7,20 @@ durations are exact.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import importlib
 import inspect
 import io
 import json
 import logging
+import random
 import subprocess
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -55,6 +59,7 @@ EXPLODE_S = 0.5
 #: Tokens the scripted model reports per action step.
 STEP_IN, STEP_OUT = 100, 7
 CODE_IN, CODE_OUT = 200, 11
+PLAN_IN, PLAN_OUT = 50, 13
 
 
 class ScriptedModel(Model):  # type: ignore[misc]
@@ -74,6 +79,10 @@ class ScriptedModel(Model):  # type: ignore[misc]
                  **kwargs: Any) -> ChatMessage:
         if self.fail_with is not None:
             raise self.fail_with
+        if stop_sequences == ["<end_plan>"]:
+            return ChatMessage(role=MessageRole.ASSISTANT, content="1. double\n<end_plan>",
+                               token_usage=TokenUsage(input_tokens=PLAN_IN,
+                                                      output_tokens=PLAN_OUT))
         if stop_sequences is None and tools_to_call_from is None:
             return ChatMessage(role=MessageRole.ASSISTANT, content="gave up",
                                token_usage=TokenUsage(input_tokens=1, output_tokens=1))
@@ -401,6 +410,26 @@ def test_agent_run_records_tool_calls_errors_latency_steps_and_tokens(
     assert all(e.attributes["run_id"] == run.id for e in tool_events)
 
 
+def test_planning_steps_count_as_steps_and_their_tokens_are_added(
+    strict_registry: obs.Registry, clock: FakeClock
+) -> None:
+    double, explode = make_tools(clock)
+    agent = tool_calling_agent([double, explode], list(TOOL_CALLING_SCRIPT), planning_interval=5)
+    instrument_agent(agent, pool="daedalus", agent_id="planner", registry=strict_registry)
+
+    with obs.trace("planned") as tid:
+        assert agent.run("plan first") == "done"
+
+    run = run_figures(strict_registry).recent[0]
+    assert run.steps == 4  # one planning step and three action steps
+    assert (run.input_tokens, run.output_tokens) == (PLAN_IN + 3 * STEP_IN,
+                                                     PLAN_OUT + 3 * STEP_OUT)
+    kinds = [e.attributes["kind"] for e in strict_registry.trace(tid).events
+             if e.kind == "agent.step"]
+    assert kinds == ["planning", "action", "action", "action", "final_answer"]
+    assert strict_registry.metrics().dropped_events == {}
+
+
 def test_parallel_tool_calls_of_a_tool_calling_agent_belong_to_the_run(
     registry: obs.Registry, clock: FakeClock
 ) -> None:
@@ -659,3 +688,49 @@ def test_log_lines_written_during_a_run_carry_its_trace_and_run(
         assert lines[event]["agent_id"] == "logger-1", event
     assert lines["tool.error"]["tool"] == "explode"
     assert lines["tool.error"]["level"] == "warning"
+
+
+# -- the demo's agents ---------------------------------------------------------------------
+
+
+def test_demo_executor_runs_each_task_as_an_instrumented_agent_run(
+    monkeypatch: pytest.MonkeyPatch, registry: obs.Registry
+) -> None:
+    """examples/smol_agents.py: both agent kinds do a task's work through observed tools."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "examples"))
+    monkeypatch.setattr(ast, "parse", ast.parse)  # the demo may serialise it: undo after
+    smol = importlib.import_module("smol_agents")
+    workload = importlib.import_module("workload")
+    executor = smol.SmolagentsExecutor(registry, "daedalus", failure_rates={})
+    pool = registry.pool("daedalus")
+
+    def attempt(agent_id: str, task: Any) -> BaseException | None:
+        ctx = workload.AgentContext(agent_id, pool, random.Random(7), 1e9, threading.Event())
+        try:
+            executor(task, ctx)
+        except Exception as exc:
+            return exc
+        return None
+
+    source = str(Path(__file__))
+    for agent_id in ("daedalus-1", "daedalus-2"):  # a ToolCallingAgent, then a CodeAgent
+        task = workload.Task(f"disc-{agent_id}", "discovery", 0.1,
+                             payload={"path": source, "component": "test"})
+        assert attempt(agent_id, task) is None
+        assert task.payload["definitions"] > 10  # the tools did the work
+    poisoned = workload.Task("poison-1", "research", 0.1, payload={"poison": True})
+    failure = attempt("daedalus-2", poisoned)
+
+    assert isinstance(failure, workload.ToolCallError)
+    assert "dynamic import" in str(failure)
+    assert type(executor.agent("daedalus-1")).__name__ == "ToolCallingAgent"
+    assert type(executor.agent("daedalus-2")).__name__ == "CodeAgent"
+    assert tool_figures(registry) == {
+        "read_component": (2, 0, {}),
+        "score_component": (2, 0, {}),
+        "resolve_imports": (1, 1, {"ValueError": 1}),
+    }
+    runs = registry.metrics().agent_runs
+    assert runs.by_outcome["success"] == 3  # the poisoned run answered FAILED: it ended
+    assert {r.agent_id for r in runs.recent} == {"daedalus-1", "daedalus-2"}
+    assert all(r.input_tokens > 0 and r.output_tokens > 0 for r in runs.recent)

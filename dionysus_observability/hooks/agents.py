@@ -1,13 +1,15 @@
 """Agent-run hooks: one smolagents run, its steps and its outcome (``registry.agent_runs``).
 
 The smolagents adapter (``dionysus_observability.smolagents``) calls these; any other
-agent framework may too.  Runs are as frequent as tasks, so a run's start, its steps and
-a successful end log at DEBUG; a step error at INFO (the agent goes on); a run that hits
-its step limit at WARNING and one that raises at ERROR.  A run is tied to a pool's agent, to the task that agent holds
+agent framework may too.  A run is tied to a pool's agent, to the task that agent holds
 when the run starts, and to a trace: the task's trace when it has one (a task keeps the
 trace it was submitted under), else the caller's, else a fresh one -- so every run has a
 timeline in ``registry.trace``.  Tool calls made during the run are counted on it when
 ``registry.tool_call`` names the run.
+
+Runs are as frequent as tasks, so a run's start, its steps and a successful end log at
+DEBUG; a step error at INFO (the agent goes on); a run that hits its step limit at
+WARNING and one that raises at ERROR.
 """
 
 from __future__ import annotations

@@ -379,7 +379,8 @@ class Pool:
                     if not s.cur_from <= now < s.cur_until:
                         _advance(s, now)
                     s.cur_k.y.add(now - task.queued_at)
-                    s.assignment_hist.add(now - task.queued_at, task.trace_id, now)
+                    if task.trace_id is not None:
+                        s.assignment_hist.note(now - task.queued_at, task.trace_id, now)
                     if agent.last_task_id is not None:
                         agent.context_switches += 1
                     agent.current_task_id = task_id
@@ -467,7 +468,8 @@ class Pool:
                     s.cur_c.a += 1
                     duration = now - task.assigned_at  # type: ignore[operator]
                     s.cur_k.x.add(duration)
-                    s.duration_hist.add(duration, task.trace_id, now)
+                    if task.trace_id is not None:
+                        s.duration_hist.note(duration, task.trace_id, now)
                     agent = s.agents.get(task.agent_id)  # type: ignore[arg-type]
                     if agent is not None:
                         agent.tasks_completed += 1
@@ -549,7 +551,8 @@ class Pool:
                         else:
                             final = True
                             s.sketches.at(now).x.add(now - task.assigned_at)  # type: ignore[operator]
-                            s.duration_hist.add(now - task.assigned_at, tid, now)  # type: ignore[operator]
+                            if tid is not None:
+                                s.duration_hist.note(now - task.assigned_at, tid, now)  # type: ignore[operator]
                     if final:
                         if s.queue_over_since is not None and s.pending < s.queue_warn_at:
                             s.queue_over_since = None

@@ -181,7 +181,8 @@ class RollbackHooks:
                     bucket.b += 1
                 st.rollback_last_duration_s = float(duration_s)
                 st.rollback_sketches.at(now).x.add(float(duration_s))
-                st.rollback_hist.add(float(duration_s), tid, now)
+                if tid is not None:
+                    st.rollback_hist.note(float(duration_s), tid, now)
                 if tid is not None:
                     st.event(now, "rollback.finished", "checkpoint", checkpoint_id, tid,
                              {"succeeded": succeeded, "duration_s": duration_s, "error": text})
