@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ._enums import AlertState
+from ._enums import AlertState, EntityKind
 from ._log import logger
 from .exceptions import InvalidValueError
 
@@ -178,9 +178,15 @@ class AlertmanagerNotifier:
         ids: dict[str, list[str]] = {}
         for entity in alert.affected:
             ids.setdefault(str(entity.kind), []).append(entity.id)
+        # Labels are the alert's identity in Alertmanager, so they hold only entities that
+        # stay put while the alert lasts; the tasks an alert lists (the latest failures)
+        # change under the same alert id and go to the annotations instead.
+        tasks = ids.pop(str(EntityKind.TASK), None)
         for kind, values in ids.items():
             labels[kind] = ",".join(values)
         annotations = {"summary": alert.summary, "alert_id": alert.id}
+        if tasks:
+            annotations["tasks"] = ",".join(tasks)
         if alert.value is not None:
             annotations["value"] = f"{alert.value:g}"
         if alert.threshold is not None:

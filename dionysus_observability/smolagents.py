@@ -208,7 +208,7 @@ def _wrap(fn: Callable[..., Any], tool_name: str, registry: Registry | None, rec
         async def observed_async(*args: Any, **kwargs: Any) -> Any:
             run = _RUN.get()
             reg = fixed if fixed is not None else (
-            run.registry if run is not None else get_registry())
+                run.registry if run is not None else get_registry())
             clock = reg._clock
             start = clock()
             try:

@@ -339,3 +339,26 @@ def test_payload_names_rule_severity_entities_and_summary(clock: FakeClock) -> N
 def test_bad_notifier_settings_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(obs.InvalidValueError):
         AlertmanagerNotifier(**kwargs)
+
+
+def test_task_entities_go_to_annotations_so_the_label_set_stays_put() -> None:
+    from datetime import UTC, datetime
+
+    from dionysus_observability.alertmanager import AlertmanagerNotifier
+    from dionysus_observability.reports import Alert
+
+    notifier = AlertmanagerNotifier("http://127.0.0.1:9/api/v2/alerts")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def alert(task: str) -> Alert:
+        return Alert(id="abc", rule="task_failures", severity="warning", state="firing",
+                     summary="s", affected=[{"kind": "pool", "id": "daedalus"},
+                                            {"kind": "task", "id": task}],
+                     value=1.0, threshold=0.0, started_at=now, updated_at=now,
+                     resolved_at=None, trace_ids=[])
+
+    first = notifier._payload(alert("t1"), 0.0)
+    second = notifier._payload(alert("t2"), 0.0)
+    assert first["labels"] == second["labels"]
+    assert first["labels"]["pool"] == "daedalus" and "task" not in first["labels"]
+    assert (first["annotations"]["tasks"], second["annotations"]["tasks"]) == ("t1", "t2")
