@@ -28,6 +28,7 @@ from ._state import Limits
 from .alertmanager import AlertmanagerNotifier, alertmanager_lifespan
 from .alerts import AlertCondition, AlertRule, RuleContext, Thresholds
 from .exceptions import (
+    CapacityError,
     DuplicateEventError,
     InvalidTransitionError,
     InvalidValueError,
@@ -53,6 +54,7 @@ __all__ = [
     "AlertState",
     "AlertmanagerNotifier",
     "AlertsReport",
+    "CapacityError",
     "CheckpointState",
     "DuplicateEventError",
     "Entity",

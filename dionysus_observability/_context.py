@@ -20,7 +20,6 @@ _SAFE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
-
 def current_trace_id() -> str | None:
     """Return the trace id bound in the current context, or None."""
     return _TRACE_ID.get()

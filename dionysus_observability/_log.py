@@ -11,6 +11,8 @@ import logging
 
 import structlog
 
+from .exceptions import InvalidValueError
+
 __all__ = ["gate", "logger", "set_log_level"]
 
 logger = structlog.get_logger("dionysus_observability")
@@ -33,7 +35,7 @@ def set_log_level(level: int | str) -> None:
     if isinstance(level, str):
         resolved = logging.getLevelName(level.upper())
         if not isinstance(resolved, int):
-            raise ValueError(f"unknown log level {level!r}")
+            raise InvalidValueError(f"unknown log level {level!r}", value=level)
         level = resolved
     gate.level = level
     gate.debug = level <= logging.DEBUG

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CapacityError",
     "DuplicateEventError",
     "InvalidTransitionError",
     "InvalidValueError",
@@ -65,3 +66,9 @@ class DuplicateEventError(ObservabilityError, ValueError):
     """A hook repeats an event that may happen only once (a task completed twice)."""
 
     reason = "duplicate"
+
+
+class CapacityError(ObservabilityError, ValueError):
+    """A cap of ``Limits`` is reached (pools, tools, live agents): the event is not kept."""
+
+    reason = "capacity"

@@ -28,6 +28,7 @@ from structlog.types import Processor
 
 from ._context import current_trace_id
 from ._log import set_log_level
+from .exceptions import InvalidValueError
 
 __all__ = ["add_trace_id", "configure_logging", "reset_logging", "shared_processors"]
 
@@ -83,11 +84,12 @@ def _renderer(json: bool, stream: IO[str]) -> list[Processor]:
 
 def _level(level: int | str) -> int:
     if isinstance(level, bool) or not isinstance(level, int | str):
-        raise ValueError(f"level must be a logging level name or number, got {level!r:.80}")
+        raise InvalidValueError(
+            f"level must be a logging level name or number, got {level!r:.80}", value=level)
     if isinstance(level, str):
         resolved = logging.getLevelName(level.upper())
         if not isinstance(resolved, int):
-            raise ValueError(f"unknown log level {level!r:.80}")
+            raise InvalidValueError(f"unknown log level {level!r:.80}", value=level)
         return resolved
     return level
 
@@ -122,7 +124,7 @@ def configure_logging(
             structlog writes to ``stream`` directly and ``logging`` is left alone.
 
     Raises:
-        ValueError: for an unknown level.
+        InvalidValueError: (a ``ValueError``) for an unknown level.
     """
     lvl = _level(level)
     out = stream if stream is not None else sys.stderr

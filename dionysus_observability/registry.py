@@ -22,8 +22,15 @@ from ._state import (
     sketch_ring,
 )
 from .alerts import AlertEngine, AlertStateFilter, SeverityFilter, Thresholds
-from .exceptions import InvalidValueError, ObservabilityError
-from .hooks._common import MAX_ID_LENGTH, bad_count, bad_id, bad_seconds, parse_enum
+from .exceptions import CapacityError, InvalidValueError, ObservabilityError
+from .hooks._common import (
+    MAX_ID_LENGTH,
+    bad_count,
+    bad_id,
+    bad_seconds,
+    error_name,
+    parse_enum,
+)
 from .hooks.agents import AgentRunHooks
 from .hooks.pipelines import PipelineRun
 from .hooks.pool import Pool
@@ -110,8 +117,31 @@ class Registry:
         """The pool named ``name``, created on first use; the same handle every time.
 
         Settings passed on a later call update the pool.  Defaults are Spec 020's: size
-        4, max size 16, 100 queued tasks, 3 attempts.
+        4, max size 16, 100 queued tasks, 3 attempts.  Never raises unless strict: a pool
+        that cannot be recorded is handed out detached (its hooks work, nothing is kept).
         """
+        try:
+            return self._pool(name, size=size, max_size=max_size, max_queue=max_queue,
+                              max_retries=max_retries)
+        except ObservabilityError:
+            raise
+        except Exception as exc:
+            self._internal_error("Registry.pool", exc)
+            return self._detached_pool(str(name))
+
+    def _detached_pool(self, name: str) -> Pool:
+        return Pool(self, PoolState(name, 1, 1, 1, 1, self._clock(),
+                                    count_ring(self.limits), sketch_ring(self.limits)))
+
+    def _pool(
+        self,
+        name: str,
+        *,
+        size: int | None = None,
+        max_size: int | None = None,
+        max_queue: int | None = None,
+        max_retries: int | None = None,
+    ) -> Pool:
         if bad_id("pool name", name) is not None:
             self._drop(bad_id("pool name", name))  # type: ignore[arg-type]
             name = "invalid"
@@ -151,14 +181,33 @@ class Registry:
                 s.queue_warn_at = max(1, math.ceil(self.thresholds.queue_warning_ratio
                                                    * s.max_queue))
         if handle is None:
-            self._drop(ObservabilityError(
+            self._drop(CapacityError(
                 f"the registry already holds {self.limits.pools} pools; {name!r} not recorded",
                 value=name, reason="too_many_pools"))
-            return Pool(self, PoolState(name, 1, 1, 1, 1, self._clock(),
-                                        count_ring(self.limits), sketch_ring(self.limits)))
+            return self._detached_pool(name)
         return handle
 
     def pipeline(
+        self,
+        pipeline_id: str,
+        *,
+        kind: PipelineKind | str = PipelineKind.MIGRATION,
+        total_items: int | None = None,
+    ) -> PipelineRun:
+        """Start (or return the running) pipeline run ``pipeline_id``; its status is running.
+
+        Never raises unless strict: a run that cannot be recorded is handed out detached.
+        """
+        try:
+            return self._pipeline(pipeline_id, kind=kind, total_items=total_items)
+        except ObservabilityError:
+            raise
+        except Exception as exc:
+            self._internal_error("Registry.pipeline", exc)
+            rec = PipelineRec(str(pipeline_id), "migration", self._clock(), None)
+            return PipelineRun(self, rec, attached=False)
+
+    def _pipeline(
         self,
         pipeline_id: str,
         *,
@@ -215,13 +264,14 @@ class Registry:
         name: str,
         *,
         duration_s: float,
-        error: str | None = None,
+        error: str | BaseException | None = None,
         trace_id: str | None = None,
         attributes: dict[str, Any] | None = None,
         run_id: str | None = None,
     ) -> None:
         """One call of a tool took ``duration_s``; ``error`` is the exception type's name.
 
+        ``error`` may also be the exception itself (its type's name is recorded).
         ``run_id`` (from ``agent_runs.started``) counts the call on that agent run too.
         """
         now = self._clock()
@@ -231,13 +281,20 @@ class Registry:
         if not (type(name) is str and 0 < len(name) <= MAX_ID_LENGTH
                 and type(duration_s) is float and 0.0 <= duration_s < math.inf):
             err = bad_id("tool name", name) or bad_seconds("duration_s", duration_s)
+        if error is not None and not isinstance(error, str):
+            error = error_name(error)
+        if err is None and run_id is not None and type(run_id) is not str:
+            err = bad_id("run_id", run_id)
+        if err is None and attributes is not None and not isinstance(attributes, dict):
+            err = InvalidValueError(f"attributes must be a dict, got {attributes!r:.80}",
+                                    value=attributes)
         if err is None:
             with self._lock:
                 st = self._state
                 rec = st.tools.get(name)
                 if rec is None:
                     if len(st.tools) >= self.limits.tools:
-                        err = ObservabilityError(
+                        err = CapacityError(
                             f"already {self.limits.tools} tools; {name!r} not recorded",
                             value=name, reason="too_many_tools")
                     else:
@@ -350,7 +407,8 @@ class Registry:
 
         now = self._clock()
         with self._lock:
-            events = [e for e in self._state.trace_events if e.trace_id == trace_id]
+            retained = list(self._state.trace_events)  # a C-speed copy; filter unlocked
+        events = [e for e in retained if e.trace_id == trace_id]
         return views.trace_report(trace_id, events, now)
 
     # -- internals -------------------------------------------------------------------

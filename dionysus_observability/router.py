@@ -6,7 +6,8 @@ trace id of a W3C ``traceparent``, the one bound by ``TraceMiddleware``, or a ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -56,6 +57,13 @@ class TracedRoute(APIRoute):
     """An APIRoute that binds the request's trace id and sets ``X-Trace-Id`` on replies."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The route's handler, wrapped to bind the trace id and answer errors with it.
+
+        A 422 or an ``HTTPException`` (a 404, a dependency's 401) becomes a JSON body
+        with ``detail``, ``trace_id`` and ``generated_at``, like every report.  Any other
+        exception is logged with the trace id and answered 500 the same way, so that
+        every response of the monitoring API carries ``X-Trace-Id``.
+        """
         handler = super().get_route_handler()
 
         async def traced(request: Request) -> Response:
@@ -65,20 +73,32 @@ class TracedRoute(APIRoute):
                 try:
                     response = await handler(request)
                 except RequestValidationError as exc:
-                    response = JSONResponse(
-                        status_code=422,
-                        content={"detail": jsonable_encoder(exc.errors()), "trace_id": tid},
-                    )
+                    response = _error(422, jsonable_encoder(exc.errors()), tid)
                 except HTTPException as exc:
-                    response = JSONResponse(
-                        status_code=exc.status_code,
-                        content={"detail": exc.detail, "trace_id": tid},
-                        headers=dict(exc.headers or {}),
-                    )
+                    response = _error(exc.status_code, exc.detail, tid, exc.headers)
+                except Exception:
+                    logger.exception("monitoring.request_failed", path=request.url.path)
+                    response = _error(500, "internal error in the monitoring API", tid)
             response.headers[TRACE_HEADER] = tid
             return response
 
         return traced
+
+
+def _error(
+    status: int, detail: Any, tid: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An error answer shaped like the reports: detail, trace_id, generated_at."""
+    return JSONResponse(
+        status_code=status,
+        content={"detail": detail, "trace_id": tid, "generated_at": _now_iso()},
+        headers=dict(headers or {}),
+    )
+
+
+def _now_iso() -> str:
+    """The current UTC time, ISO-8601 as the reports write it, for error bodies."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _tid(request: Request) -> str:

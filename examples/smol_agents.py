@@ -115,13 +115,16 @@ def _attempt() -> Attempt:
     return attempt
 
 
-def _work(attempt: Attempt) -> None:
-    """A tool's share of the task's time, and the transient failure planned for it."""
+def _tool_work() -> Attempt:
+    """A tool call's share of the current attempt's time, and the transient failure planned
+    for it; returns the attempt."""
+    attempt = _attempt()
     attempt.calls_made += 1
     share = TOOL_SHARE / max(1, attempt.tool_calls)
     attempt.ctx.sleep(attempt.task.duration_s * share)
     if attempt.fail_tool_at == attempt.calls_made and attempt.failure is not None:
         raise attempt.failure
+    return attempt
 
 
 # -- the tools -------------------------------------------------------------------------
@@ -138,8 +141,7 @@ with warnings.catch_warnings():
         Args:
             path: the file to read.
         """
-        attempt = _attempt()
-        _work(attempt)
+        _tool_work()
         text = Path(path).read_text(encoding="utf-8")
         return f"{path}: {len(text.splitlines())} lines, {len(text)} characters"
 
@@ -151,8 +153,7 @@ with warnings.catch_warnings():
         Args:
             path: the file to score.
         """
-        attempt = _attempt()
-        _work(attempt)
+        attempt = _tool_work()
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
         definitions = sum(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
                           for n in ast.walk(tree))
@@ -169,8 +170,7 @@ with warnings.catch_warnings():
         Args:
             component: the component's name.
         """
-        attempt = _attempt()
-        _work(attempt)
+        attempt = _tool_work()
         if attempt.task.payload.get("poison"):
             raise ValueError(f"component {component!r} uses a dynamic import the agent "
                              "cannot follow")
@@ -185,8 +185,7 @@ with warnings.catch_warnings():
             path: the workspace copy to rewrite.
             introduce_defect: whether the rewrite goes wrong (the demo's broken migrations).
         """
-        attempt = _attempt()
-        _work(attempt)
+        attempt = _tool_work()
         target = Path(path)
         source = target.read_text(encoding="utf-8")
         header = f"# migrated by {attempt.ctx.agent_id} ({attempt.task.id})\n"
@@ -202,8 +201,7 @@ with warnings.catch_warnings():
         Args:
             path: the workspace copy to check.
         """
-        attempt = _attempt()
-        _work(attempt)
+        _tool_work()
         compile(Path(path).read_text(encoding="utf-8"), path, "exec")
         return f"{path}: ok"
 
@@ -215,8 +213,7 @@ with warnings.catch_warnings():
         Args:
             path: the file to hash.
         """
-        attempt = _attempt()
-        _work(attempt)
+        attempt = _tool_work()
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         attempt.task.payload["sha256"] = digest
         return digest
@@ -229,16 +226,14 @@ with warnings.catch_warnings():
         Args:
             query: what to look for.
         """
-        attempt = _attempt()
-        _work(attempt)
+        _tool_work()
         return f"3 notes about {query!r}"
 
     @tool
     @observe_tool
     def check_health() -> str:
         """Reports whether the agent's tool session is healthy."""
-        attempt = _attempt()
-        _work(attempt)
+        _tool_work()
         return "healthy"
 
 

@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -944,7 +944,7 @@ class Workload:
         root = self.config.source_dir
         with obs.trace():
             run = self.registry.pipeline(f"discovery-{cycle}", kind="discovery")
-            try:
+            with _ended_on_error(run):
                 run.stage("discovery")
                 files = scan_components(root)
                 run.set_total(len(files))
@@ -970,12 +970,6 @@ class Workload:
                 for task in tasks:
                     self.submit_with_backoff(task)
                 self._wait_for(tasks)
-            except WorkloadStopped:
-                run.cancel()
-                raise
-            except Exception as exc:
-                run.fail(exc)
-                raise
             run.succeed()
         return [c for c, t in zip(top, tasks, strict=True) if t.outcome == "completed"]
 
@@ -997,14 +991,8 @@ class Workload:
                                   size_bytes=checkpoint.size_bytes, checksum=checkpoint.checksum)
             run = self.registry.pipeline(f"migration-{cycle}", kind="migration",
                                          total_items=len(plan))
-            try:
+            with _ended_on_error(run):
                 self._run_migration(run, workspace, plan, rng)
-            except WorkloadStopped:
-                run.cancel()
-                raise
-            except Exception as exc:
-                run.fail(exc)
-                raise
             try:
                 self._rollback(checkpoint, workspace, rng)
             finally:
@@ -1070,6 +1058,19 @@ class Workload:
                 restore_checkpoint(checkpoint, workspace)
         except ChecksumMismatchError as exc:
             log.error("workload.rollback_failed", checkpoint_id=checkpoint.id, error=str(exc))
+
+
+@contextlib.contextmanager
+def _ended_on_error(run: obs.PipelineRun) -> Iterator[None]:
+    """Cancel ``run`` if the workload stops inside the block, fail it on any other error."""
+    try:
+        yield
+    except WorkloadStopped:
+        run.cancel()
+        raise
+    except Exception as exc:
+        run.fail(exc)
+        raise
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

@@ -1,13 +1,22 @@
-"""Shared fixtures: a fake clock, registries bound to it, and a clean default registry."""
+"""Shared fixtures: a fake clock, registries bound to it, a clean default registry, and a
+real uvicorn ``server`` of the module's ``app`` fixture with an HTTP ``client`` on it.
+
+A module that needs its server per test (say, bound to the fake-clock ``registry``)
+defines its own ``server`` fixture; ``client`` then talks to that one."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from _server import UvicornThread, serve
+from fastapi import FastAPI
 
 import dionysus_observability as obs
 
+#: Seconds an HTTP request to a test server may take.
+HTTP_TIMEOUT_S = 10.0
 #: A realistic epoch second (2023-11-14), so that ISO timestamps in reports are sane.
 EPOCH = 1_700_000_000.0
 
@@ -58,3 +67,17 @@ def strict_registry(clock: FakeClock) -> obs.Registry:
     """A strict registry on the fake clock: bad hook input raises."""
     return obs.Registry(clock=clock, strict=True,
                         resources=obs.StaticResources(cpu_percent=12.5, rss_bytes=50 << 20))
+
+
+@pytest.fixture(scope="module")
+def server(app: FastAPI) -> Iterator[UvicornThread]:
+    """The test module's ``app`` fixture served by uvicorn on a free loopback port."""
+    with serve(app) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: UvicornThread) -> Iterator[httpx.Client]:
+    """An HTTP client on the base URL of the ``server`` fixture the test module defines."""
+    with httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT_S) as http:
+        yield http

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
+from _binaries import BinaryServer, Poller, free_port, get_json, require_binary
 from _server import serve
 from conftest import FakeClock
 from fastapi import FastAPI
@@ -33,42 +30,9 @@ from dionysus_observability.alertmanager import (
 
 DEADLINE_S = 30.0
 POLL_S = 0.05
-T = TypeVar("T")
+poll = Poller(DEADLINE_S, POLL_S)
 #: Alerts fire as soon as their condition holds in these tests.
 NO_WAIT = obs.Thresholds(agent_high_memory_for_s=0.0)
-
-
-def require_binary(name: str) -> str:
-    """The binary's path; skip when it is missing, except under CI where that fails."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{name} is not installed (Debian package; see .ci/run)")
-        pytest.skip(f"{name} is not installed (apt-get install prometheus-alertmanager)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def poll(what: str, probe: Callable[[], T | None], deadline_s: float = DEADLINE_S) -> T:
-    """Call ``probe`` until it returns something truthy; fail after ``deadline_s``."""
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            result = probe()
-        except OSError as exc:
-            last = exc
-        else:
-            if result:
-                return result
-            last = result
-        time.sleep(POLL_S)
-    pytest.fail(f"timed out after {deadline_s} s waiting for {what}; last: {last!r}")
 
 
 class Webhook:
@@ -102,12 +66,11 @@ class Webhook:
         self.server.server_close()
 
 
-class Alertmanager:
+class Alertmanager(BinaryServer):
     """A real Alertmanager on a free loopback port, routing everything to a webhook."""
 
     def __init__(self, binary: str, workdir: Path, webhook_url: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__("alertmanager", workdir)
         config = {
             "route": {"receiver": "hook", "group_by": ["alertname"], "group_wait": "0s",
                       "group_interval": "1s", "repeat_interval": "1h"},
@@ -115,31 +78,12 @@ class Alertmanager:
                 {"url": webhook_url, "send_resolved": True}]}],
         }
         (workdir / "alertmanager.yml").write_text(json.dumps(config))
-        self.log = workdir / "alertmanager.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [binary, f"--config.file={workdir / 'alertmanager.yml'}",
-                 f"--storage.path={workdir}", f"--web.listen-address=127.0.0.1:{self.port}",
-                 "--cluster.listen-address=", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT)
-
-    def ready(self) -> bool:
-        if self.process.poll() is not None:
-            pytest.fail(f"alertmanager exited: {self.log.read_text()[-2000:]}")
-        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-            return response.status == 200
+        self.launch([binary, f"--config.file={workdir / 'alertmanager.yml'}",
+                     f"--storage.path={workdir}", f"--web.listen-address=127.0.0.1:{self.port}",
+                     "--cluster.listen-address=", "--log.level=warn"])
 
     def active(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as response:
-            return list(json.loads(response.read()))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        return list(get_json(f"{self.url}/api/v2/alerts"))
 
 
 @pytest.fixture
@@ -151,7 +95,8 @@ def webhook() -> Iterator[Webhook]:
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, webhook: Webhook) -> Iterator[Alertmanager]:
-    am = Alertmanager(require_binary("prometheus-alertmanager"), tmp_path, webhook.url)
+    binary = require_binary("prometheus-alertmanager", package="prometheus-alertmanager")
+    am = Alertmanager(binary, tmp_path, webhook.url)
     try:
         poll("alertmanager ready", am.ready)
         yield am

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 import structlog
+from _workloads import spawn
 from conftest import FakeClock
 
 import dionysus_observability as obs
@@ -42,14 +43,45 @@ def only(registry: obs.Registry, rule: str, state: str = "all") -> obs.Alert:
     return found[0]
 
 
+def registry_with(clock: FakeClock, **thresholds: float) -> obs.Registry:
+    """A registry on the fake clock with the given thresholds changed from the defaults."""
+    return obs.Registry(clock=clock, thresholds=obs.Thresholds(**thresholds),
+                        resources=obs.StaticResources())
+
+
+def assert_pending_then_firing(registry: obs.Registry, clock: FakeClock, rule: str, *,
+                               for_s: float) -> obs.Alert:
+    """The one alert of ``rule``, checked to be pending now and firing ``for_s`` later."""
+    assert only(registry, rule).state is obs.AlertState.PENDING
+    clock.advance(for_s)
+    alert = only(registry, rule)
+    assert alert.state is obs.AlertState.FIRING
+    return alert
+
+
+def assert_resolved(registry: obs.Registry, rule: str, when: float) -> obs.Alert:
+    """The one alert of ``rule``, checked to be resolved at registry-clock time ``when``."""
+    alert = only(registry, rule)
+    assert alert.state is obs.AlertState.RESOLVED
+    assert alert.resolved_at == at(when)
+    return alert
+
+
 def names(alert: obs.Alert) -> list[tuple[str, str]]:
     return [(e.kind.value, e.id) for e in alert.affected]
 
 
-def spawn(pool: obs.Pool, *agent_ids: str) -> None:
-    for agent_id in agent_ids:
-        pool.agent_spawned(agent_id, context_window_id=f"cw-{agent_id}",
-                           tool_session_id=f"ts-{agent_id}", memory_handle_id=f"mh-{agent_id}")
+def memory_alert_firing(registry: obs.Registry, clock: FakeClock, *, memory: float,
+                        after_s: float) -> tuple[obs.Pool, obs.Alert]:
+    """Agent a1 of pool daedalus reports ``memory`` and the clock moves ``after_s`` on; its
+    ``agent_high_memory`` alert is then firing.  Returns the pool and that alert."""
+    pool = registry.pool("daedalus")
+    spawn(pool, "a1")
+    pool.agent_health("a1", memory=memory)
+    clock.advance(after_s)
+    alert = only(registry, "agent_high_memory")
+    assert alert.state is obs.AlertState.FIRING
+    return pool, alert
 
 
 def run_task(pool: obs.Pool, task_id: str, agent_id: str, *, ok: bool = True,
@@ -118,18 +150,13 @@ def test_memory_over_the_critical_level_escalates_the_same_alert(
 def test_memory_back_under_the_warning_level_resolves_the_alert(
     registry: obs.Registry, clock: FakeClock
 ) -> None:
-    pool = registry.pool("daedalus")
-    spawn(pool, "a1")
-    pool.agent_health("a1", memory=0.90)
-    clock.advance(120)
-    assert only(registry, "agent_high_memory").state is obs.AlertState.FIRING
+    pool, _ = memory_alert_firing(registry, clock, memory=0.90, after_s=120)
 
     clock.advance(10)
     pool.agent_health("a1", memory=0.40)
     clock.advance(5)
-    resolved = only(registry, "agent_high_memory")
-    assert resolved.state is obs.AlertState.RESOLVED
-    assert resolved.resolved_at == at(clock.now)  # a gauge: the evaluation that saw it clear
+    # a gauge: resolved at the evaluation that saw it clear
+    resolved = assert_resolved(registry, "agent_high_memory", clock.now)
     assert registry.alerts() == []
     assert alerts_of(registry, state="resolved") == [resolved]
 
@@ -148,19 +175,13 @@ def test_memory_just_under_the_warning_level_raises_nothing(
 def test_agent_retired_while_its_memory_is_high_resolves_at_retirement(
     registry: obs.Registry, clock: FakeClock
 ) -> None:
-    pool = registry.pool("daedalus")
-    spawn(pool, "a1")
-    pool.agent_health("a1", memory=0.93)
-    clock.advance(90)
-    assert only(registry, "agent_high_memory").state is obs.AlertState.FIRING
+    pool, _ = memory_alert_firing(registry, clock, memory=0.93, after_s=90)
 
     clock.advance(10)
     retired_at = clock.now
     pool.agent_retired("a1")
     clock.advance(50)
-    alert = only(registry, "agent_high_memory")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(retired_at)
+    assert_resolved(registry, "agent_high_memory", retired_at)
 
 
 # -- agent_high_cpu -----------------------------------------------------------------------
@@ -223,9 +244,7 @@ def test_degraded_agent_fires_after_a_minute_and_resolves_when_healthy_again(
 
     clock.advance(10)
     pool.agent_state("a1", "idle")
-    alert = only(registry, "agent_degraded")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(clock.now)
+    assert_resolved(registry, "agent_degraded", clock.now)
 
 
 def test_agent_degraded_briefly_and_recovered_before_its_for_never_fires(
@@ -320,9 +339,7 @@ def test_tasks_failed_after_all_retries_are_one_alert_per_type_naming_pool_tasks
     clock.advance(WINDOW_S - 1)
     assert only(registry, "task_failures").state is obs.AlertState.FIRING
     clock.advance(1)
-    alert = only(registry, "task_failures")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(last_at + WINDOW_S)
+    assert_resolved(registry, "task_failures", last_at + WINDOW_S)
 
 
 def test_final_failures_of_two_task_types_are_two_alerts(
@@ -338,17 +355,12 @@ def test_final_failures_of_two_task_types_are_two_alerts(
 
 
 def test_task_failures_go_pending_first_when_given_a_for_duration(clock: FakeClock) -> None:
-    registry = obs.Registry(clock=clock, thresholds=obs.Thresholds(task_failures_for_s=30),
-                            resources=obs.StaticResources())
+    registry = registry_with(clock, task_failures_for_s=30)
     pool = registry.pool("daedalus", max_retries=1)
     spawn(pool, "a1")
     failed_at = clock.now
     run_task(pool, "t1", "a1", ok=False)
-    alert = only(registry, "task_failures")
-    assert alert.state is obs.AlertState.PENDING
-    clock.advance(30)
-    alert = only(registry, "task_failures")
-    assert alert.state is obs.AlertState.FIRING
+    alert = assert_pending_then_firing(registry, clock, "task_failures", for_s=30)
     assert alert.started_at == at(failed_at)
 
 
@@ -402,9 +414,7 @@ def test_queue_over_its_ratio_goes_pending_then_fires_naming_the_types_piling_up
 
     pool.task_assigned("m0", agent_id="a1")  # drains to 7 pending
     clock.advance(1)
-    alert = only(registry, "queue_buildup")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(clock.now)
+    assert_resolved(registry, "queue_buildup", clock.now)
 
 
 def test_rejected_tasks_make_the_queue_alert_critical_at_once(
@@ -428,9 +438,7 @@ def test_rejected_tasks_make_the_queue_alert_critical_at_once(
     clock.advance(WINDOW_S - 1)
     assert only(registry, "queue_buildup").severity is obs.Severity.CRITICAL
     clock.advance(1)
-    alert = only(registry, "queue_buildup")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(rejected_at + WINDOW_S)
+    assert_resolved(registry, "queue_buildup", rejected_at + WINDOW_S)
 
 
 def test_rejections_between_two_queries_still_show_as_a_resolved_alert(
@@ -535,9 +543,8 @@ def test_failed_rollback_fires_critical_at_once_and_resolves_on_a_later_success(
     fixed_at = clock.now
     rb.record("cp1", succeeded=True, duration_s=3.0)
     clock.advance(15)
-    alert = only(registry, "rollback_failed")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(fixed_at)  # an event: resolved exactly when it cleared
+    # an event: resolved exactly when it cleared
+    assert_resolved(registry, "rollback_failed", fixed_at)
 
 
 def test_failed_rollback_resolves_by_itself_after_the_window(
@@ -548,9 +555,7 @@ def test_failed_rollback_resolves_by_itself_after_the_window(
     rb.record("cp9", succeeded=False, duration_s=1.0, error="disk full")
     assert only(registry, "rollback_failed").state is obs.AlertState.FIRING
     clock.advance(WINDOW_S + 60)
-    alert = only(registry, "rollback_failed")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(failed_at + WINDOW_S)
+    assert_resolved(registry, "rollback_failed", failed_at + WINDOW_S)
 
 
 def test_rollback_that_failed_and_was_retried_between_queries_shows_resolved(
@@ -608,12 +613,9 @@ def test_slow_rollback_fires_a_warning_with_its_duration(
 
 
 def test_slow_rollback_goes_pending_first_with_a_for_duration(clock: FakeClock) -> None:
-    registry = obs.Registry(clock=clock, thresholds=obs.Thresholds(rollback_slow_for_s=60),
-                            resources=obs.StaticResources())
+    registry = registry_with(clock, rollback_slow_for_s=60)
     registry.rollbacks.record("cp1", succeeded=True, duration_s=35.0)
-    assert only(registry, "rollback_slow").state is obs.AlertState.PENDING
-    clock.advance(60)
-    assert only(registry, "rollback_slow").state is obs.AlertState.FIRING
+    assert_pending_then_firing(registry, clock, "rollback_slow", for_s=60)
     clock.advance(WINDOW_S)
     assert only(registry, "rollback_slow").state is obs.AlertState.RESOLVED
 
@@ -645,9 +647,7 @@ def test_failed_pipeline_fires_critical_naming_it_and_resolves_when_rerun(
     assert only(registry, "pipeline_failed").started_at == at(failed_at)
     rerun_at = clock.now
     registry.pipeline("mig-7", kind="migration", total_items=40)
-    alert = only(registry, "pipeline_failed")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(rerun_at)
+    assert_resolved(registry, "pipeline_failed", rerun_at)
 
 
 def test_failed_pipeline_resolves_after_the_window(
@@ -659,18 +659,13 @@ def test_failed_pipeline_resolves_after_the_window(
     clock.advance(WINDOW_S - 1)
     assert only(registry, "pipeline_failed").state is obs.AlertState.FIRING
     clock.advance(1)
-    alert = only(registry, "pipeline_failed")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(failed_at + WINDOW_S)
+    assert_resolved(registry, "pipeline_failed", failed_at + WINDOW_S)
 
 
 def test_pipeline_failed_goes_pending_first_with_a_for_duration(clock: FakeClock) -> None:
-    registry = obs.Registry(clock=clock, thresholds=obs.Thresholds(pipeline_failed_for_s=10),
-                            resources=obs.StaticResources())
+    registry = registry_with(clock, pipeline_failed_for_s=10)
     registry.pipeline("p1").fail("boom")
-    assert only(registry, "pipeline_failed").state is obs.AlertState.PENDING
-    clock.advance(10)
-    assert only(registry, "pipeline_failed").state is obs.AlertState.FIRING
+    assert_pending_then_firing(registry, clock, "pipeline_failed", for_s=10)
 
 
 # -- pipeline_stalled ---------------------------------------------------------------------
@@ -706,17 +701,12 @@ def test_pipeline_without_progress_for_the_stall_time_fires_and_resolves_on_prog
 
 
 def test_pipeline_stalled_goes_pending_first_with_a_for_duration(clock: FakeClock) -> None:
-    registry = obs.Registry(clock=clock, thresholds=obs.Thresholds(pipeline_stalled_for_s=60),
-                            resources=obs.StaticResources())
+    registry = registry_with(clock, pipeline_stalled_for_s=60)
     run = registry.pipeline("p1")
     clock.advance(600)
-    assert only(registry, "pipeline_stalled").state is obs.AlertState.PENDING
-    clock.advance(60)
-    assert only(registry, "pipeline_stalled").state is obs.AlertState.FIRING
+    assert_pending_then_firing(registry, clock, "pipeline_stalled", for_s=60)
     run.succeed()
-    alert = only(registry, "pipeline_stalled")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(clock.now)
+    assert_resolved(registry, "pipeline_stalled", clock.now)
 
 
 # -- isolation_breach ---------------------------------------------------------------------
@@ -756,14 +746,11 @@ def test_isolated_agents_raise_no_breach(registry: obs.Registry) -> None:
 
 
 def test_isolation_breach_goes_pending_first_with_a_for_duration(clock: FakeClock) -> None:
-    registry = obs.Registry(clock=clock, thresholds=obs.Thresholds(isolation_breach_for_s=5),
-                            resources=obs.StaticResources())
+    registry = registry_with(clock, isolation_breach_for_s=5)
     pool = registry.pool("daedalus")
     pool.agent_spawned("a1", tool_session_id="ts")
     pool.agent_spawned("a2", tool_session_id="ts")
-    assert only(registry, "isolation_breach").state is obs.AlertState.PENDING
-    clock.advance(5)
-    assert only(registry, "isolation_breach").state is obs.AlertState.FIRING
+    assert_pending_then_firing(registry, clock, "isolation_breach", for_s=5)
 
 
 # -- process_high_memory ------------------------------------------------------------------
@@ -868,15 +855,9 @@ def test_alert_id_is_a_fingerprint_of_rule_and_entities(clock: FakeClock) -> Non
 def test_keep_firing_for_stops_a_flapping_value_from_flapping_the_alert(
     clock: FakeClock,
 ) -> None:
-    registry = obs.Registry(clock=clock, thresholds=obs.Thresholds(keep_firing_for_s=60),
-                            resources=obs.StaticResources())
-    pool = registry.pool("daedalus")
-    spawn(pool, "a1")
+    registry = registry_with(clock, keep_firing_for_s=60)
     onset = clock.now
-    pool.agent_health("a1", memory=0.9)
-    clock.advance(60)
-    first = only(registry, "agent_high_memory")
-    assert first.state is obs.AlertState.FIRING
+    pool, first = memory_alert_firing(registry, clock, memory=0.9, after_s=60)
     for _ in range(5):  # dips under the threshold for 20 s at a time
         pool.agent_health("a1", memory=0.8)
         clock.advance(20)
@@ -894,9 +875,7 @@ def test_keep_firing_for_stops_a_flapping_value_from_flapping_the_alert(
     clock.advance(59)
     assert only(registry, "agent_high_memory").state is obs.AlertState.FIRING
     clock.advance(1)
-    alert = only(registry, "agent_high_memory")
-    assert alert.state is obs.AlertState.RESOLVED
-    assert alert.resolved_at == at(missed_at + 60)
+    assert_resolved(registry, "agent_high_memory", missed_at + 60)
 
 
 def test_memory_spike_that_came_and_went_between_two_queries_is_not_reported(
@@ -916,12 +895,7 @@ def test_memory_spike_that_came_and_went_between_two_queries_is_not_reported(
 def test_condition_that_cleared_and_began_again_between_queries_starts_a_new_episode(
     registry: obs.Registry, clock: FakeClock
 ) -> None:
-    pool = registry.pool("daedalus")
-    spawn(pool, "a1")
-    pool.agent_health("a1", memory=0.9)
-    clock.advance(100)
-    first = only(registry, "agent_high_memory")
-    assert first.state is obs.AlertState.FIRING
+    pool, first = memory_alert_firing(registry, clock, memory=0.9, after_s=100)
 
     clock.advance(10)
     pool.agent_health("a1", memory=0.5)

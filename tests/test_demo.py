@@ -12,11 +12,9 @@ import importlib.util
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _binaries import Poller, free_port
 
 import dionysus_observability as obs
 
@@ -33,6 +32,7 @@ PREFIX = "/api/v1/monitoring"
 #: Longest wait for the demo to start answering, or for a condition to hold.
 DEADLINE_S = 20.0
 _POLL_S = 0.1
+_wait_for = Poller(DEADLINE_S, _POLL_S)
 
 
 def _load_workload() -> ModuleType:
@@ -52,29 +52,11 @@ def _load_workload() -> ModuleType:
 wl = _load_workload()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(condition: Callable[[], Any], what: str, timeout_s: float = DEADLINE_S) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(_POLL_S)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last: {last!r}")
-
-
 class DemoProcess:
     """``examples/demo.py`` running in a subprocess, its output in a file."""
 
     def __init__(self, log_path: Path, *args: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = log_path.open("wb")
@@ -150,8 +132,8 @@ def test_demo_serves_pipelines_pool_tasks_and_rollbacks_then_stops_after_duratio
 ) -> None:
     demo = demo_factory("--speed", "5", "--duration", "8", "--seed", "7")
 
-    metrics = _wait_for(lambda: (m := demo.get("/metrics")) and _shows_full_workload(m) and m,
-                        "a pipeline, 4 agents, completed tasks and a rollback in /metrics")
+    metrics = _wait_for("a pipeline, 4 agents, completed tasks and a rollback in /metrics",
+                        lambda: (m := demo.get("/metrics")) and _shows_full_workload(m) and m)
 
     kinds = {run["kind"] for run in metrics["pipelines"]["runs"]}
     assert "discovery" in kinds
@@ -177,8 +159,8 @@ def test_ctrl_c_stops_the_demo_and_its_threads_cleanly(
     demo_factory: Callable[..., DemoProcess],
 ) -> None:
     demo = demo_factory("--speed", "4", "--duration", "60")
-    _wait_for(lambda: (m := demo.get("/metrics")) and m["agents"]["total"] == 4,
-              "the demo to serve its 4 agents")
+    _wait_for("the demo to serve its 4 agents",
+              lambda: (m := demo.get("/metrics")) and m["agents"]["total"] == 4)
 
     demo.proc.send_signal(signal.SIGINT)
 
@@ -265,7 +247,7 @@ def test_a_workload_cycle_reports_consistently_and_every_task_ends(fresh: obs.Re
     workload = wl.Workload(fresh, _fast_config())
     workload.start()
     try:
-        _wait_for(lambda: workload.cycles_completed >= 1, "one discovery/migration cycle")
+        _wait_for("one discovery/migration cycle", lambda: workload.cycles_completed >= 1)
     finally:
         assert workload.stop() is True
     assert workload.errors == []
@@ -311,7 +293,7 @@ def test_a_failing_task_is_retried_on_other_agents_until_max_retries(
     workload.start()
     try:
         workload.submit(task)
-        _wait_for(lambda: task.done.is_set(), "the research task to end")
+        _wait_for("the research task to end", lambda: task.done.is_set())
     finally:
         workload.stop()
 
@@ -340,10 +322,10 @@ def test_scheduled_scenarios_drive_agent_memory_to_degraded_and_back(
             agents = {a.id: a for a in fresh.metrics().agents.items}
             return str(agents["daedalus-1"].state)
 
-        _wait_for(lambda: state() == "degraded", "daedalus-1 to degrade")
+        _wait_for("daedalus-1 to degrade", lambda: state() == "degraded")
         assert next(a for a in fresh.metrics().agents.items if a.id == "daedalus-1").memory >= 0.95
         workload.schedule(workload.elapsed_s(), relieve)
-        _wait_for(lambda: state() != "degraded", "daedalus-1 to recover")
+        _wait_for("daedalus-1 to recover", lambda: state() != "degraded")
     finally:
         workload.stop()
     assert workload.errors == []

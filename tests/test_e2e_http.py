@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from _server import UvicornThread, serve
 from conftest import FakeClock
 from fastapi import FastAPI
 
@@ -26,22 +24,12 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 CHECKSUM = "sha256:" + "0f" * 32
 
 
-def make_app() -> FastAPI:
+@pytest.fixture(scope="module")
+def app() -> FastAPI:
+    """The app conftest's ``server`` serves: the default ``monitoring_router`` mounted."""
     app = FastAPI()
     app.include_router(obs.monitoring_router)
     return app
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[UvicornThread]:
-    with serve(make_app()) as running:
-        yield running
-
-
-@pytest.fixture
-def client(server: UvicornThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10.0) as http:
-        yield http
 
 
 @pytest.fixture

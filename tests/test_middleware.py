@@ -65,12 +65,6 @@ def server(registry: obs.Registry) -> Iterator[UvicornThread]:
         yield running
 
 
-@pytest.fixture
-def client(server: UvicornThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as c:
-        yield c
-
-
 def test_caller_trace_id_is_bound_for_the_request_and_echoed(client: httpx.Client) -> None:
     response = client.get("/whoami", headers={"X-Trace-Id": "client-abc.1:2"})
 

@@ -35,6 +35,17 @@ def new_registry(clock: FakeClock) -> obs.Registry:
     return obs.Registry(clock=clock, resources=obs.StaticResources())
 
 
+def run_one_second_tasks(registry: obs.Registry, clock: FakeClock, n: int) -> None:
+    """Agent a1 of pool daedalus runs ``n`` tasks of one second each, back to back."""
+    pool = registry.pool("daedalus")
+    pool.agent_spawned("a1")
+    for i in range(n):
+        pool.task_submitted(f"t{i}")
+        pool.task_assigned(f"t{i}", agent_id="a1")
+        clock.advance(1.0)
+        pool.task_completed(f"t{i}")
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(min_value=1e-6, max_value=1e5), min_size=1, max_size=200))
 def test_rollback_duration_percentiles_are_within_one_percent(durations: list[float]) -> None:
@@ -73,13 +84,7 @@ def test_task_duration_percentiles_are_within_one_percent(durations: list[float]
 
 
 def test_throughput_is_a_rate_over_the_window(registry: obs.Registry, clock: FakeClock) -> None:
-    pool = registry.pool("daedalus")
-    pool.agent_spawned("a1")
-    for i in range(30):
-        pool.task_submitted(f"t{i}")
-        pool.task_assigned(f"t{i}", agent_id="a1")
-        clock.advance(1.0)
-        pool.task_completed(f"t{i}")
+    run_one_second_tasks(registry, clock, 30)
     clock.advance(30)  # 60 s since the registry started
 
     perf = registry.performance(window_s=60)
@@ -93,13 +98,7 @@ def test_throughput_is_a_rate_over_the_window(registry: obs.Registry, clock: Fak
 def test_rate_divides_by_the_time_covered_when_younger_than_the_window(
     registry: obs.Registry, clock: FakeClock
 ) -> None:
-    pool = registry.pool("daedalus")
-    pool.agent_spawned("a1")
-    for i in range(10):
-        pool.task_submitted(f"t{i}")
-        pool.task_assigned(f"t{i}", agent_id="a1")
-        clock.advance(1.0)
-        pool.task_completed(f"t{i}")
+    run_one_second_tasks(registry, clock, 10)
     clock.advance(10.0)  # the registry is 20 s old
 
     perf = registry.performance(window_s=300)

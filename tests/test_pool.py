@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _workloads import spawn
 from conftest import FakeClock
 
 import dionysus_observability as obs
@@ -25,10 +26,18 @@ def state_of(registry: obs.Registry, agent_id: str) -> str:
     return agent_info(registry, agent_id).state.value
 
 
-def spawn(pool: obs.Pool, *agent_ids: str) -> None:
-    for agent_id in agent_ids:
-        pool.agent_spawned(agent_id, context_window_id=f"cw-{agent_id}",
-                           tool_session_id=f"ts-{agent_id}", memory_handle_id=f"mh-{agent_id}")
+def one_task(registry: obs.Registry, clock: FakeClock, *, wait_s: float = 0.0, run_s: float,
+             idle_s: float = 0.0) -> None:
+    """Agent a1 of pool daedalus takes task t1 ``wait_s`` after its submission and completes
+    it ``run_s`` later; then the clock moves ``idle_s`` on."""
+    pool = registry.pool("daedalus")
+    spawn(pool, "a1")
+    pool.task_submitted("t1")
+    clock.advance(wait_s)
+    pool.task_assigned("t1", agent_id="a1")
+    clock.advance(run_s)
+    pool.task_completed("t1")
+    clock.advance(idle_s)
 
 
 # -- agent state machine ---------------------------------------------------------------
@@ -69,12 +78,7 @@ def test_agent_walks_idle_analyzing_executing_idle_through_a_task(registry: obs.
 def test_task_started_is_optional_and_completion_from_analyzing_frees_the_agent(
     registry: obs.Registry, clock: FakeClock
 ) -> None:
-    pool = registry.pool("daedalus")
-    spawn(pool, "a1")
-    pool.task_submitted("t1")
-    pool.task_assigned("t1", agent_id="a1")
-    clock.advance(4.0)
-    pool.task_completed("t1")
+    one_task(registry, clock, run_s=4.0)
 
     info = agent_info(registry, "a1")
     assert info.state is obs.AgentState.IDLE
@@ -403,14 +407,7 @@ def test_pool_handle_is_the_same_for_a_name_and_later_settings_update_it(
 def test_agent_busy_30s_of_a_60s_window_has_busy_ratio_one_half(
     registry: obs.Registry, clock: FakeClock
 ) -> None:
-    pool = registry.pool("daedalus")
-    spawn(pool, "a1")
-    pool.task_submitted("t1")
-    clock.advance(10)
-    pool.task_assigned("t1", agent_id="a1")
-    clock.advance(30)
-    pool.task_completed("t1")
-    clock.advance(20)
+    one_task(registry, clock, wait_s=10, run_s=30, idle_s=20)
 
     perf = registry.performance(window_s=60)
     assert perf.utilization.agents == {"a1": pytest.approx(0.5)}
@@ -437,14 +434,7 @@ def test_an_ongoing_busy_interval_counts_toward_the_busy_ratio(
 def test_busy_time_across_bucket_boundaries_is_time_weighted(
     registry: obs.Registry, clock: FakeClock
 ) -> None:
-    pool = registry.pool("daedalus")
-    spawn(pool, "a1")
-    pool.task_submitted("t1")
-    clock.advance(5)
-    pool.task_assigned("t1", agent_id="a1")
-    clock.advance(32)
-    pool.task_completed("t1")
-    clock.advance(23)
+    one_task(registry, clock, wait_s=5, run_s=32, idle_s=23)
 
     assert registry.performance(window_s=60).utilization.agents["a1"] == pytest.approx(32 / 60)
 
@@ -452,13 +442,7 @@ def test_busy_time_across_bucket_boundaries_is_time_weighted(
 def test_busy_time_outside_the_window_does_not_count(
     registry: obs.Registry, clock: FakeClock
 ) -> None:
-    pool = registry.pool("daedalus")
-    spawn(pool, "a1")
-    pool.task_submitted("t1")
-    pool.task_assigned("t1", agent_id="a1")
-    clock.advance(30)
-    pool.task_completed("t1")
-    clock.advance(170)  # now = start + 200
+    one_task(registry, clock, run_s=30, idle_s=170)  # now = start + 200
 
     assert registry.performance(window_s=60).utilization.agents["a1"] == 0.0
     assert registry.performance(window_s=200).utilization.agents["a1"] == pytest.approx(0.15)
@@ -547,13 +531,8 @@ def test_busy_ratio_of_an_unaligned_window_is_within_one_bucket_of_exact(
     # Busy time is kept in 10 s buckets, so a window that does not start on a bucket
     # boundary is read from the boundary before it: the error is at most 10 s / window.
     bucket_s = 10.0
-    pool = registry.pool("daedalus")
-    spawn(pool, "a1")
-    pool.task_submitted("t1")
-    pool.task_assigned("t1", agent_id="a1")
-    clock.advance(40)
-    pool.task_completed("t1")
-    clock.advance(55)  # now = start + 95; the last 60 s hold 5 s of busy time
+    # now = start + 95; the last 60 s hold 5 s of busy time
+    one_task(registry, clock, run_s=40, idle_s=55)
 
     for window_s, exact in ((60, 5 / 60), (300, 40 / 95), (17, 0.0)):
         got = registry.performance(window_s=window_s).utilization.agents["a1"]

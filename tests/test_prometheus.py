@@ -3,13 +3,12 @@ OpenMetrics with trace-id exemplars when asked for."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from typing import Any
 
 import httpx
 import pytest
+from _binaries import require_binary
 from _server import serve
 from conftest import EPOCH, FakeClock
 from fastapi import FastAPI
@@ -28,16 +27,6 @@ PROMETHEUS_ACCEPT = (
     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 CHECKSUM = "sha256:" + "0" * 64
-
-
-def require_binary(name: str) -> str:
-    """The binary's path; skip when it is missing, except under CI where that fails."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{name} is not installed (Debian package; see .ci/run)")
-        pytest.skip(f"{name} is not installed (apt-get install prometheus)")
-    return path
 
 
 def workload(registry: obs.Registry, clock: FakeClock) -> None:

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import calendar
 import json
-import os
-import shutil
-import socket
-import subprocess
 import time
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from _binaries import BinaryServer, Poller, get_json, require_binary
 from _server import UvicornThread, serve
 from fastapi import FastAPI
 
@@ -33,53 +29,14 @@ pytestmark = pytest.mark.e2e
 #: Seconds to wait for Prometheus to become ready, scrape, or fire.
 DEADLINE_S = 60.0
 POLL_S = 0.2
-T = TypeVar("T")
+poll = Poller(DEADLINE_S, POLL_S)
 
 
-def require_binary(name: str) -> str:
-    """The binary's path; skip when it is missing, except under CI where that fails."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{name} is not installed (Debian package; see .ci/run)")
-        pytest.skip(f"{name} is not installed (apt-get install prometheus)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def poll(what: str, probe: Callable[[], T | None], deadline_s: float = DEADLINE_S) -> T:
-    """Call ``probe`` until it returns something truthy; fail after ``deadline_s``."""
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            result = probe()
-        except OSError as exc:    # not listening yet
-            last = exc
-        else:
-            if result:
-                return result
-            last = result
-        time.sleep(POLL_S)
-    pytest.fail(f"timed out after {deadline_s} s waiting for {what}; last: {last!r}")
-
-
-class Prometheus:
+class Prometheus(BinaryServer):
     """A Prometheus server on a free loopback port, with its own config and storage."""
 
     def __init__(self, binary: str, workdir: Path, targets: list[str], rules: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__("prometheus", workdir)
         (workdir / "rules.yml").write_text(rules)
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
@@ -92,21 +49,11 @@ class Prometheus:
             }],
         }
         (workdir / "prometheus.yml").write_text(json.dumps(config, indent=1))
-        self.log = workdir / "prometheus.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [binary, f"--config.file={workdir / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={workdir / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}",
-                 f"--web.console.templates={workdir}", f"--web.console.libraries={workdir}",
-                 "--enable-feature=exemplar-storage", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT)
-
-    def ready(self) -> bool:
-        if self.process.poll() is not None:
-            pytest.fail(f"prometheus exited: {self.log.read_text()[-2000:]}")
-        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-            return response.status == 200
+        self.launch([binary, f"--config.file={workdir / 'prometheus.yml'}",
+                     f"--storage.tsdb.path={workdir / 'data'}",
+                     f"--web.listen-address=127.0.0.1:{self.port}",
+                     f"--web.console.templates={workdir}", f"--web.console.libraries={workdir}",
+                     "--enable-feature=exemplar-storage", "--log.level=warn"])
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         body = get_json(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
@@ -130,14 +77,6 @@ class Prometheus:
         head, _, frac = stamp.rstrip("Z").partition(".")
         return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S")) + float(
             f"0.{frac or 0}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
 
 
 def app_for(registry: obs.Registry) -> FastAPI:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 import httpx
 import pytest
-from _server import UvicornThread, serve
+from _server import serve
 from conftest import FakeClock
 from fastapi import Depends, FastAPI, Header, HTTPException
 
@@ -53,15 +52,9 @@ def make_app() -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[UvicornThread]:
-    with serve(make_app()) as running:
-        yield running
-
-
-@pytest.fixture
-def client(server: UvicornThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10.0) as http:
-        yield http
+def app() -> FastAPI:
+    """The app conftest's ``server`` serves."""
+    return make_app()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ unit tests show every rule firing for its condition and silent otherwise."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _binaries import require_binary
 
 import dionysus_observability as obs
 from dionysus_observability.__main__ import main
@@ -28,16 +27,6 @@ from dionysus_observability.prometheus import (
 APP1 = 'instance="app:1",job="app"'         # the labels Prometheus adds to scraped series
 APP2 = 'instance="app:2",job="app"'
 BASE = {"instance": "app:1", "job": "app"}
-
-
-def require_binary(name: str) -> str:
-    """The binary's path; skip when it is missing, except under CI where that fails."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{name} is not installed (Debian package; see .ci/run)")
-        pytest.skip(f"{name} is not installed (apt-get install prometheus)")
-    return path
 
 
 def alert(severity: str, summary: str, **labels: str) -> dict[str, Any]:

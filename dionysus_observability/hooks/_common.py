@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any, TypeVar, cast
 
 from ..exceptions import InvalidValueError, ObservabilityError
 
 #: Longest accepted entity id (task, agent, pipeline, checkpoint, tool).
 MAX_ID_LENGTH = 256
+#: Longest accepted task type name.
+MAX_TYPE_LENGTH = 64
 #: Longest error text kept with a failure.
 MAX_ERROR_LENGTH = 500
 
@@ -28,6 +30,17 @@ def bad_id(what: str, value: Any) -> ObservabilityError | None:
         value=value,
         reason="invalid_id",
     )
+
+
+def plain_str(value: Any) -> Any:
+    """An enum member whose value is a string becomes that string; anything else is kept.
+
+    Hooks accept enum members wherever they take a name (a component's own ``TaskType``
+    enum, say); a plain ``str`` passes through untouched.
+    """
+    if type(value) is not str and isinstance(value, Enum) and isinstance(value.value, str):
+        return value.value
+    return value
 
 
 def bad_fraction(what: str, value: Any) -> ObservabilityError | None:
@@ -84,6 +97,15 @@ def error_text(error: Any) -> str | None:
         return None
     text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     return text[:MAX_ERROR_LENGTH]
+
+
+def error_name(error: Any) -> str | None:
+    """The name an error is counted under: an exception's type name, else its text."""
+    if error is None:
+        return None
+    if isinstance(error, BaseException):
+        return type(error).__name__
+    return str(error)
 
 
 F = TypeVar("F", bound=Callable[..., None])

@@ -21,7 +21,7 @@ from .._enums import RunOutcome
 from .._log import gate, logger
 from .._state import AgentRunRec
 from ..exceptions import InvalidValueError, ObservabilityError, UnknownEntityError
-from ._common import bad_count, bad_id, bad_seconds, guarded, parse_enum
+from ._common import bad_count, bad_id, bad_seconds, error_name, guarded, parse_enum
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -148,30 +148,33 @@ class AgentRunHooks:
         duration_s: float | None = None,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
-        error: str | None = None,
+        error: str | BaseException | None = None,
         tool_calls: list[str] | None = None,
     ) -> None:
         """A step of run ``run_id`` ended.
 
         Args:
             run_id: the id ``started`` returned.
-            kind: ``action``, ``planning`` or ``final_answer``.
+            kind: ``action``, ``planning`` or ``final_answer`` (any case).
             number: the agent's step number.
             duration_s: how long the step took.
             input_tokens: model input tokens of the step, when known.
             output_tokens: model output tokens of the step, when known.
-            error: the step's error, an exception type name.
+            error: the step's error, an exception type name (or the exception).
             tool_calls: names of the tools the step asked for.
         """
         reg = self._reg
         now = reg._clock()
+        if isinstance(kind, str):
+            kind = kind.lower()
         err = _bad_kind(kind) or (
             bad_seconds("duration_s", duration_s) if duration_s is not None else None) or (
             bad_count("input_tokens", input_tokens) if input_tokens is not None else None) or (
             bad_count("output_tokens", output_tokens) if output_tokens is not None else None) or (
             bad_count("number", number) if number is not None else None)
         rec: AgentRunRec | None = None
-        err_text = error[:MAX_RUN_ERROR_LENGTH] if isinstance(error, str) else None
+        name = error_name(error)
+        err_text = name[:MAX_RUN_ERROR_LENGTH] if name is not None else None
         if err is None:
             with reg._lock:
                 st = reg._state
@@ -218,7 +221,7 @@ class AgentRunHooks:
         *,
         outcome: RunOutcome | str,
         duration_s: float | None = None,
-        error: str | None = None,
+        error: str | BaseException | None = None,
     ) -> None:
         """Run ``run_id`` ended with ``outcome`` (success, max_steps or error).
 
@@ -227,7 +230,7 @@ class AgentRunHooks:
             outcome: how it ended.
             duration_s: how long it took; by default the registry clock's time since
                 ``started``.
-            error: for an ``error`` outcome, the exception type name.
+            error: for an ``error`` outcome, the exception type name (or the exception).
         """
         reg = self._reg
         now = reg._clock()
@@ -248,7 +251,8 @@ class AgentRunHooks:
                     rec.outcome = parsed.value
                     rec.finished_at = now
                     rec.duration_s = took
-                    rec.error = error[:MAX_RUN_ERROR_LENGTH] if isinstance(error, str) else None
+                    name = error_name(error)
+                    rec.error = name[:MAX_RUN_ERROR_LENGTH] if name is not None else None
                     runs = st.finished_runs
                     if len(runs) == runs.maxlen:
                         st.evict("agent_runs")

@@ -17,13 +17,23 @@ from .._state import (
     TaskRec,
 )
 from ..exceptions import (
+    CapacityError,
     DuplicateEventError,
     InvalidTransitionError,
     InvalidValueError,
     ObservabilityError,
     UnknownEntityError,
 )
-from ._common import bad_fraction, bad_id, error_text, guarded, parse_enum
+from ._common import (
+    MAX_ID_LENGTH,
+    MAX_TYPE_LENGTH,
+    bad_fraction,
+    bad_id,
+    error_text,
+    guarded,
+    parse_enum,
+    plain_str,
+)
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -153,7 +163,7 @@ class Pool:
             )
         limit = self._reg.limits.agents_per_pool
         if len(s.agents) >= limit:
-            return ObservabilityError(
+            return CapacityError(
                 f"pool {self.name!r} already holds {limit} live agents; {agent_id!r} not recorded",
                 value=agent_id,
                 reason="too_many_agents",
@@ -283,10 +293,12 @@ class Pool:
             now = reg._clock()
             tid = _TRACE_ID.get()
             err = None
-            if type(task_id) is not str or not 0 < len(task_id) <= 256:
+            if type(task_type) is not str:
+                task_type = plain_str(task_type)
+            if type(task_id) is not str or not 0 < len(task_id) <= MAX_ID_LENGTH:
                 err = bad_id("task_id", task_id)
-            elif type(task_type) is not str or not 0 < len(task_type) <= 64:
-                err = bad_id("task_type", task_type)
+            elif type(task_type) is not str or not 0 < len(task_type) <= MAX_TYPE_LENGTH:
+                err = bad_type(task_type)
             else:
                 s = self._s
                 with reg._lock:
@@ -321,7 +333,8 @@ class Pool:
         reg = self._reg
         now = reg._clock()
         tid = _TRACE_ID.get()
-        err = bad_id("task_type", task_type) or bad_id("reason", reason)
+        task_type = plain_str(task_type)
+        err = bad_type(task_type) or bad_id("reason", plain_str(reason))
         if err is None:
             with reg._lock:
                 s = self._s
@@ -667,6 +680,18 @@ class Pool:
             value=agent_id,
             reason="unknown_agent",
         )
+
+
+def bad_type(task_type: Any) -> ObservabilityError | None:
+    """An error unless ``task_type`` is a non-empty string of at most MAX_TYPE_LENGTH."""
+    if type(task_type) is str and 0 < len(task_type) <= MAX_TYPE_LENGTH:
+        return None
+    return InvalidValueError(
+        f"task_type must be a non-empty string of at most {MAX_TYPE_LENGTH} characters, "
+        f"got {task_type!r:.80}",
+        value=task_type,
+        reason="invalid_id",
+    )
 
 
 def _levels(since: dict[str, float], value: float, warning: float, critical: float,
