@@ -6,7 +6,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._context import _TRACE_ID
 from ._enums import PipelineKind
@@ -229,7 +229,7 @@ class Registry:
             kind_value = parsed.value if isinstance(parsed, PipelineKind) else "migration"
             # A detached run: its hooks work, but it is not part of the registry.
             return PipelineRun(self, PipelineRec(pid, kind_value, now, tid), attached=False)
-        assert isinstance(parsed, PipelineKind)  # narrowed above; not input validation
+        parsed = cast(PipelineKind, parsed)  # narrowed by the error check above
         with self._lock:
             st = self._state
             rec = st.pipelines.get(pipeline_id)

@@ -14,7 +14,7 @@ WARNING and one that raises at ERROR.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from .._context import _TRACE_ID, new_trace_id
 from .._enums import RunOutcome
@@ -239,7 +239,7 @@ class AgentRunHooks:
             bad_seconds("duration_s", duration_s) if duration_s is not None else None)
         rec: AgentRunRec | None = None
         if err is None:
-            assert isinstance(parsed, RunOutcome)  # narrowed above; not input validation
+            parsed = cast(RunOutcome, parsed)  # narrowed by the error check above
             with reg._lock:
                 st = reg._state
                 rec = st.open_runs.pop(run_id, None)

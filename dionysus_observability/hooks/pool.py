@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._context import _TRACE_ID
 from .._enums import AgentState, TaskStatus
@@ -231,7 +231,7 @@ class Pool:
         err = bad_id("agent_id", agent_id) or (new if isinstance(new, ObservabilityError) else None)
         old: AgentState | None = None
         if err is None:
-            assert isinstance(new, AgentState)  # narrowed above; not input validation
+            new = cast(AgentState, new)  # narrowed by the error check above
             with reg._lock:
                 agent = self._s.agents.get(agent_id)
                 if agent is None:
