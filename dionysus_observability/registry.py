@@ -121,8 +121,8 @@ class Registry:
         that cannot be recorded is handed out detached (its hooks work, nothing is kept).
         """
         try:
-            return self._pool(name, size=size, max_size=max_size, max_queue=max_queue,
-                              max_retries=max_retries)
+            return self._pool(name, {"size": size, "max_size": max_size,
+                                     "max_queue": max_queue, "max_retries": max_retries})
         except ObservabilityError:
             raise
         except Exception as exc:
@@ -133,20 +133,10 @@ class Registry:
         return Pool(self, PoolState(name, 1, 1, 1, 1, self._clock(),
                                     count_ring(self.limits), sketch_ring(self.limits)))
 
-    def _pool(
-        self,
-        name: str,
-        *,
-        size: int | None = None,
-        max_size: int | None = None,
-        max_queue: int | None = None,
-        max_retries: int | None = None,
-    ) -> Pool:
+    def _pool(self, name: str, settings: dict[str, int | None]) -> Pool:
         if bad_id("pool name", name) is not None:
             self._drop(bad_id("pool name", name))  # type: ignore[arg-type]
             name = "invalid"
-        settings = {"size": size, "max_size": max_size, "max_queue": max_queue,
-                    "max_retries": max_retries}
         for key, value in list(settings.items()):
             if value is not None and bad_count(key, value, minimum=1) is not None:
                 self._drop(bad_count(key, value, minimum=1))  # type: ignore[arg-type]
@@ -199,7 +189,7 @@ class Registry:
         Never raises unless strict: a run that cannot be recorded is handed out detached.
         """
         try:
-            return self._pipeline(pipeline_id, kind=kind, total_items=total_items)
+            return self._pipeline(pipeline_id, kind, total_items)
         except ObservabilityError:
             raise
         except Exception as exc:
@@ -208,13 +198,8 @@ class Registry:
             return PipelineRun(self, rec, attached=False)
 
     def _pipeline(
-        self,
-        pipeline_id: str,
-        *,
-        kind: PipelineKind | str = PipelineKind.MIGRATION,
-        total_items: int | None = None,
+        self, pipeline_id: str, kind: PipelineKind | str, total_items: int | None
     ) -> PipelineRun:
-        """Start (or return the running) pipeline run ``pipeline_id``; its status is running."""
         now = self._clock()
         tid = _TRACE_ID.get()
         parsed = parse_enum(PipelineKind, "pipeline kind", kind)
