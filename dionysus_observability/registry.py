@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._context import _TRACE_ID
 from ._enums import PipelineKind
+from ._lock import YieldingLock
 from ._log import gate, logger
 from ._state import (
     COUNT_BUCKET_S,
@@ -90,7 +91,7 @@ class Registry:
         self.rules: list[Any] = list(rules or [])
         self._alert_engine = AlertEngine(self.rules)
         self.resources = resources if resources is not None else ResourceSampler()
-        self._lock = threading.Lock()
+        self._lock = YieldingLock()
         self._state = RegistryState(self.limits, self._clock())
         self._pools: dict[str, Pool] = {}
         self._rollbacks = RollbackHooks(self)

@@ -125,3 +125,36 @@ def test_eight_writers_and_a_reader_lose_no_event() -> None:
     assert perf.latency.task_duration_s.count == WRITERS * LIFECYCLES
     assert perf.latency.assignment_latency_s.count == WRITERS * (LIFECYCLES + retried)
     assert perf.errors.task_error_rate == final / LIFECYCLES
+
+
+def test_yielding_lock_excludes_and_still_waits_out_a_long_holder() -> None:
+    import threading
+
+    from dionysus_observability._lock import SPINS, YieldingLock
+
+    lock = YieldingLock()
+    held = threading.Event()
+    release = threading.Event()
+    got_it: list[bool] = []
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            release.wait(timeout=10)
+
+    def waiter() -> None:
+        with lock:
+            got_it.append(release.is_set())
+
+    first = threading.Thread(target=holder)
+    first.start()
+    held.wait(timeout=10)
+    second = threading.Thread(target=waiter)
+    second.start()
+    # the waiter spins SPINS times, then must block, not enter while the holder is inside
+    second.join(timeout=0.05 + SPINS * 0.001)
+    assert second.is_alive() and lock.locked()
+    release.set()
+    first.join(timeout=10)
+    second.join(timeout=10)
+    assert got_it == [True]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .._context import _TRACE_ID
 from .._enums import AgentState, TaskStatus
+from .._lock import acquire_contended
 from .._log import gate, logger
 from .._state import (
     COUNT_BUCKET_S,
@@ -301,7 +302,10 @@ class Pool:
                 err = bad_type(task_type)
             else:
                 s = self._s
-                with reg._lock:
+                mutex = reg._lock.mutex
+                if not mutex.acquire(False):
+                    acquire_contended(reg._lock)
+                try:
                     tasks = s.tasks
                     if task_id in tasks or task_id in s.finished or task_id in s.finished_old:
                         err = DuplicateEventError(
@@ -318,6 +322,8 @@ class Pool:
                         if tid is not None:
                             reg._state.event(now, "task.submitted", "task", task_id, tid,
                                              {"pool": self.name, "task_type": ttype})
+                finally:
+                    mutex.release()
             if err is not None:
                 reg._drop(err)
             elif gate.debug:
@@ -361,7 +367,10 @@ class Pool:
             now = reg._clock()
             err = None
             tid = None
-            with reg._lock:
+            mutex = reg._lock.mutex
+            if not mutex.acquire(False):
+                acquire_contended(reg._lock)
+            try:
                 s = self._s
                 task = s.tasks.get(task_id) if type(task_id) is str else None
                 agent = s.agents.get(agent_id) if type(agent_id) is str else None
@@ -406,6 +415,8 @@ class Pool:
                         reg._state.event(now, "task.assigned", "task", task_id, tid,
                                          {"pool": self.name, "agent_id": agent_id,
                                           "attempt": task.attempts})
+            finally:
+                mutex.release()
             if err is not None:
                 reg._drop(err)
             elif gate.debug:
@@ -457,7 +468,10 @@ class Pool:
             now = reg._clock()
             err = None
             tid = None
-            with reg._lock:
+            mutex = reg._lock.mutex
+            if not mutex.acquire(False):
+                acquire_contended(reg._lock)
+            try:
                 s = self._s
                 task = s.tasks.get(task_id) if type(task_id) is str else None
                 if task is None:
@@ -504,6 +518,8 @@ class Pool:
                         reg._state.event(now, "task.completed", "task", task_id, tid,
                                          {"pool": self.name, "agent_id": task.agent_id,
                                           "duration_s": duration})
+            finally:
+                mutex.release()
             if err is not None:
                 reg._drop(err)
             elif gate.debug:
